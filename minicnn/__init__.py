@@ -1,0 +1,65 @@
+"""minicnn: the CNNs of "Dive into Deep Learning" ch. 5.5-5.9, written from scratch to be read.
+
+import minicnn
+from minicnn import autograd, nn, init
+net = nn.Sequential(); net.add(nn.Conv2D(6, kernel_size=5, activation='sigmoid'), ...)
+net.initialize(init=init.Xavier())
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd, init, loss, nn, ops, random
+from .autograd import NDArray
+from .device import Context, cpu, gpu, try_gpu
+from .errors import DataError, DeviceError, ShapeError, UserError
+from .ops import concat
+from .optim import Trainer
+
+__version__ = "0.1.0"
+
+
+def array(source, ctx: Context | None = None, dtype=None) -> NDArray:
+    """An NDArray holding a copy of `source` on device `ctx` (default cpu()).
+
+    Like `mxnet.nd.array`: the dtype is float32 unless given, or unless `source` is an NDArray.
+    """
+    if isinstance(source, NDArray):
+        dtype = dtype or source.dtype
+        source = source.asnumpy()
+    ctx = ctx or cpu()
+    host = np.array(source.get() if hasattr(source, "get") else source, dtype=dtype or np.float32)
+    return NDArray(ctx.backend.asarray(host))
+
+
+def zeros(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
+    return NDArray((ctx or cpu()).backend.xp.zeros(shape, dtype=dtype))
+
+
+def ones(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
+    return NDArray((ctx or cpu()).backend.xp.ones(shape, dtype=dtype))
+
+
+__all__ = [
+    "Context",
+    "DataError",
+    "DeviceError",
+    "NDArray",
+    "ShapeError",
+    "Trainer",
+    "UserError",
+    "array",
+    "autograd",
+    "concat",
+    "cpu",
+    "gpu",
+    "init",
+    "loss",
+    "nn",
+    "ones",
+    "ops",
+    "random",
+    "try_gpu",
+    "zeros",
+]

@@ -1,0 +1,502 @@
+"""A small tape-free autograd engine (Chainer/DeZero style).
+
+- `NDArray` wraps a NumPy or CuPy array (`.data`) and, for leaves marked with `attach_grad()`, its gradient.
+- A `Function` owns `forward` and `backward` side by side; calling it inside `record()` links the output to
+  the function (`out.creator`) and the function to its inputs, which is the whole graph.
+- `NDArray.backward()` sorts the functions topologically with an explicit stack (no recursion, so depth is
+  not limited), runs each `backward` once, sums the gradients of tensors used several times, and frees the
+  graph as it goes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import backend
+
+_recording = False
+_training = False
+
+
+@contextmanager
+def record(train_mode: bool = True):
+    """Record operations for `backward()`; `train_mode` switches dropout on (like `mxnet.autograd.record`)."""
+    global _recording, _training
+    saved = _recording, _training
+    _recording, _training = True, train_mode
+    try:
+        yield
+    finally:
+        _recording, _training = saved
+
+
+@contextmanager
+def pause(train_mode: bool = False):
+    """Stop recording inside a `record()` block."""
+    global _recording, _training
+    saved = _recording, _training
+    _recording, _training = False, train_mode
+    try:
+        yield
+    finally:
+        _recording, _training = saved
+
+
+@contextmanager
+def train_mode():
+    """Training behaviour (dropout on) without recording."""
+    global _training
+    saved = _training
+    _training = True
+    try:
+        yield
+    finally:
+        _training = saved
+
+
+@contextmanager
+def predict_mode():
+    """Prediction behaviour (dropout off), recording or not."""
+    global _training
+    saved = _training
+    _training = False
+    try:
+        yield
+    finally:
+        _training = saved
+
+
+def is_recording() -> bool:
+    return _recording
+
+
+def is_training() -> bool:
+    return _training
+
+
+class Function:
+    """One differentiable operation. Subclasses implement:
+
+    forward(*arrays) -> array             computed on raw NumPy/CuPy arrays; may save what backward needs on self
+    backward(gy) -> grad or tuple of grads  one per input (None where an input needs no gradient)
+    """
+
+    inputs: tuple | None = None
+
+    def __call__(self, *inputs) -> NDArray:
+        inputs = tuple(x if isinstance(x, NDArray) else NDArray(x) for x in inputs)
+        y = self.forward(*(x.data for x in inputs))
+        out = NDArray(y)
+        if _recording and any(x._needs_grad() for x in inputs):
+            self.inputs = inputs
+            self._output = weakref.ref(out)
+            out.creator = self
+        return out
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, gy):
+        raise NotImplementedError
+
+    def needs_input_grad(self, i: int) -> bool:
+        """Whether input i needs a gradient (lets backward skip work, e.g. the data gradient of a first conv)."""
+        return self.inputs is not None and self.inputs[i]._needs_grad()
+
+    def release(self) -> None:
+        """Drop the graph links and whatever forward saved for backward."""
+        out = self._output()
+        if out is not None:
+            out.creator = None
+        self.__dict__.clear()
+
+
+def _unbroadcast(g, shape):
+    """Sum g over the axes that broadcasting added or stretched so that it has `shape` again."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(i + extra for i, s in enumerate(shape) if s == 1 and g.shape[i + extra] != 1)
+    g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+class NDArray:
+    """An n-dimensional array on a device, with an optional gradient (like `mxnet.nd.NDArray`)."""
+
+    __slots__ = ("data", "grad", "creator", "_grad_req", "__weakref__")
+    __array_priority__ = 1000  # make `numpy_scalar * NDArray` call our __rmul__
+
+    def __init__(self, data):
+        self.data = data
+        self.grad: NDArray | None = None
+        self.creator: Function | None = None
+        self._grad_req = "null"
+
+    # ---- properties -------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def context(self):
+        from .device import context_of
+
+        return context_of(self.data)
+
+    ctx = context
+
+    @property
+    def xp(self):
+        return backend.of(self.data).xp
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __repr__(self) -> str:
+        return f"{self.asnumpy()!r}\n<NDArray {'x'.join(map(str, self.shape))} @{self.context}>"
+
+    # ---- gradients --------------------------------------------------------------------------------
+    def attach_grad(self, grad_req: str = "write") -> None:
+        """Make this array a leaf whose gradient `backward()` stores in `.grad` ('write' overwrites, 'add' sums)."""
+        if grad_req not in ("write", "add", "null"):
+            raise ValueError(f"grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
+        self._grad_req = grad_req
+        self.creator = None
+        self.grad = None if grad_req == "null" else NDArray(self.xp.zeros_like(self.data))
+
+    def _needs_grad(self) -> bool:
+        return self.creator is not None or self._grad_req != "null"
+
+    def detach(self) -> NDArray:
+        return NDArray(self.data)
+
+    def backward(self, out_grad: NDArray | None = None, retain_graph: bool = False) -> None:
+        """Compute the gradients of this array w.r.t. every leaf that has `attach_grad()` and was used under
+        `record()`. `out_grad` defaults to ones (so `l.backward()` on a vector means `l.sum().backward()`)."""
+        if self.creator is None:
+            if self._grad_req != "null":  # a leaf: d self / d self = 1
+                seed = self.xp.ones_like(self.data) if out_grad is None else _raw(out_grad)
+                _store_leaf_grad(self, seed)
+                return
+            raise RuntimeError(
+                "backward(): this array was not computed inside autograd.record() from arrays with attach_grad() "
+                "(or its graph was already freed by an earlier backward; pass retain_graph=True to keep it)"
+            )
+        seed = self.xp.ones_like(self.data) if out_grad is None else _raw(out_grad)
+        if seed.shape != self.data.shape:
+            raise ValueError(f"backward(): out_grad has shape {seed.shape}, expected {self.shape}")
+        order = _topological_order(self.creator)
+        pending = {id(self.creator): seed}  # gradient w.r.t. each function's output
+        leaves: dict[int, tuple[NDArray, object]] = {}
+        for f in order:
+            gy = pending.pop(id(f))
+            gxs = f.backward(gy)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            for x, gx in zip(f.inputs, gxs):
+                if gx is None:
+                    continue
+                if x.creator is not None:
+                    key = id(x.creator)
+                    pending[key] = gx if key not in pending else pending[key] + gx
+                elif x._grad_req != "null":
+                    prev = leaves.get(id(x))
+                    leaves[id(x)] = (x, gx if prev is None else prev[1] + gx)
+            if not retain_graph:
+                f.release()
+        for leaf, g in leaves.values():
+            _store_leaf_grad(leaf, g)
+
+    # ---- conversion -------------------------------------------------------------------------------
+    def asnumpy(self) -> np.ndarray:
+        return backend.of(self.data).to_numpy(self.data)
+
+    def asscalar(self):
+        if self.size != 1:
+            raise ValueError(f"asscalar() needs an array of size 1, got shape {self.shape}")
+        return self.asnumpy().reshape(()).item()
+
+    item = asscalar
+
+    def astype(self, dtype) -> NDArray:
+        return NDArray(self.data.astype(dtype))
+
+    def as_in_context(self, ctx) -> NDArray:
+        """This array on device `ctx` (the same object if it is already there)."""
+        if ctx == self.context:
+            return self
+        return NDArray(ctx.backend.asarray(self.data))
+
+    copyto = as_in_context
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.asnumpy()
+        return a if dtype is None else a.astype(dtype)
+
+    # ---- arithmetic (differentiable) --------------------------------------------------------------
+    def __add__(self, other):
+        return Add()(self, _like(other, self))
+
+    def __radd__(self, other):
+        return Add()(_like(other, self), self)
+
+    def __sub__(self, other):
+        return Sub()(self, _like(other, self))
+
+    def __rsub__(self, other):
+        return Sub()(_like(other, self), self)
+
+    def __mul__(self, other):
+        return Mul()(self, _like(other, self))
+
+    def __rmul__(self, other):
+        return Mul()(_like(other, self), self)
+
+    def __truediv__(self, other):
+        return Div()(self, _like(other, self))
+
+    def __rtruediv__(self, other):
+        return Div()(_like(other, self), self)
+
+    def __neg__(self):
+        return Mul()(self, _like(-1, self))
+
+    def __getitem__(self, key):
+        return GetItem(key)(self)
+
+    def sum(self, axis=None, keepdims: bool = False) -> NDArray:
+        return Sum(axis, keepdims)(self)
+
+    def mean(self, axis=None, keepdims: bool = False) -> NDArray:
+        s = self.sum(axis, keepdims)
+        return s / (self.size // max(s.size, 1))
+
+    def reshape(self, *shape) -> NDArray:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return Reshape(shape)(self)
+
+    def flatten(self) -> NDArray:
+        """(N, ...) -> (N, prod(...)), like `mxnet.nd.flatten`."""
+        return self.reshape(self.shape[0], -1)
+
+    def exp(self) -> NDArray:
+        return Exp()(self)
+
+    def log(self) -> NDArray:
+        return Log()(self)
+
+    # ---- non-differentiable -----------------------------------------------------------------------
+    def argmax(self, axis=None) -> NDArray:
+        return NDArray(self.data.argmax(axis=axis))
+
+    def _compare(self, other, op) -> NDArray:
+        return NDArray(op(self.data, _raw(other)))
+
+    def __eq__(self, other):
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other):
+        return self._compare(other, lambda a, b: a != b)
+
+    def __lt__(self, other):
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other):
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other):
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other):
+        return self._compare(other, lambda a, b: a >= b)
+
+    __hash__ = object.__hash__
+
+    def __float__(self) -> float:
+        return float(self.asscalar())
+
+    def __int__(self) -> int:
+        return int(self.asscalar())
+
+
+def _raw(a):
+    return a.data if isinstance(a, NDArray) else a
+
+
+def _like(v, ref: NDArray):
+    """A scalar or array as a raw array of ref's array module and float dtype (so float32 stays float32)."""
+    if isinstance(v, NDArray):
+        return v
+    xp = ref.xp
+    dtype = ref.dtype if ref.dtype.kind == "f" else None
+    return xp.asarray(v, dtype=dtype)
+
+
+def _store_leaf_grad(leaf: NDArray, g) -> None:
+    if leaf.grad is None or leaf.grad.shape != tuple(g.shape):
+        leaf.grad = NDArray(leaf.xp.zeros(g.shape, dtype=leaf.dtype))
+    if leaf._grad_req == "add":
+        leaf.grad.data += g
+    else:
+        leaf.grad.data[...] = g
+
+
+def _topological_order(root: Function) -> list[Function]:
+    """Functions from the output back to the inputs, each after every function that consumes its output.
+
+    Iterative depth-first search: a function is appended once all of its input creators are; reversing that
+    post-order gives an order in which each function's output gradient is complete before it runs.
+    """
+    post: list[Function] = []
+    seen = {id(root)}
+    stack = [(root, iter(root.inputs))]
+    while stack:
+        f, it = stack[-1]
+        for x in it:
+            c = x.creator
+            if c is not None and id(c) not in seen:
+                seen.add(id(c))
+                stack.append((c, iter(c.inputs)))
+                break
+        else:
+            stack.pop()
+            post.append(f)
+    post.reverse()
+    return post
+
+
+# ---- elementwise functions used by NDArray's operators ---------------------------------------------
+class Add(Function):
+    """y = a + b (with broadcasting)."""
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a + b
+
+    def backward(self, gy):
+        return _unbroadcast(gy, self.shapes[0]), _unbroadcast(gy, self.shapes[1])
+
+
+class Sub(Function):
+    """y = a - b."""
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a - b
+
+    def backward(self, gy):
+        return _unbroadcast(gy, self.shapes[0]), _unbroadcast(-gy, self.shapes[1])
+
+
+class Mul(Function):
+    """y = a * b; da = gy * b, db = gy * a."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy):
+        return _unbroadcast(gy * self.b, self.a.shape), _unbroadcast(gy * self.a, self.b.shape)
+
+
+class Div(Function):
+    """y = a / b; da = gy / b, db = -gy * a / b^2."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy):
+        ga = gy / self.b
+        return _unbroadcast(ga, self.a.shape), _unbroadcast(-ga * self.a / self.b, self.b.shape)
+
+
+class Exp(Function):
+    """y = e^x; dx = gy * y."""
+
+    def forward(self, x):
+        self.y = backend.of(x).xp.exp(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y
+
+
+class Log(Function):
+    """y = ln x; dx = gy / x."""
+
+    def forward(self, x):
+        self.x = x
+        return backend.of(x).xp.log(x)
+
+    def backward(self, gy):
+        return gy / self.x
+
+
+class Sum(Function):
+    """y = sum of x over `axis` (all axes when None); dx = gy broadcast back to x's shape."""
+
+    def __init__(self, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x.sum(axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        xp = backend.of(gy).xp
+        if self.axis is not None and not self.keepdims:
+            axes = (self.axis,) if isinstance(self.axis, int) else self.axis
+            gy = xp.expand_dims(gy, tuple(a % len(self.x_shape) for a in axes))
+        return xp.broadcast_to(gy, self.x_shape).copy()
+
+
+class Reshape(Function):
+    """y = x viewed with another shape; dx = gy reshaped back."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        try:
+            return x.reshape(self.shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} into {self.shape}") from None
+
+    def backward(self, gy):
+        return gy.reshape(self.x_shape)
+
+
+class GetItem(Function):
+    """y = x[key]; dx = zeros with gy added at key."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def forward(self, x):
+        self.x_shape, self.dtype = x.shape, x.dtype
+        return x[self.key]
+
+    def backward(self, gy):
+        xp = backend.of(gy).xp
+        gx = xp.zeros(self.x_shape, dtype=self.dtype)
+        xp.add.at(gx, self.key, gy)  # add, not assign: a fancy index may repeat an element
+        return gx

@@ -1,0 +1,226 @@
+"""CPU backend: NumPy arrays, BLAS GEMM through `numpy.matmul`, numba kernels for the window ops.
+
+Every kernel runs one (sample, channel) plane per parallel iteration (`prange` over N*C), so planes never
+write to the same memory: no atomics, and the result does not depend on the thread count.
+Kernels are compiled on first use for each dtype (float32, float64) and cached on disk (`cache=True`).
+
+Layout conventions (shared with the CUDA kernels, see `shapes.py`):
+- x: (N, C, H, W); cols: (N, C*KH*KW, OH*OW), row index (c*KH + i)*KW + j, column index oh*OW + ow.
+- max-pool index: position h*W + w of the first maximum inside the input plane (int32).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .shapes import out_size
+
+name = "cpu"
+xp = np
+
+
+@njit(parallel=True, cache=True)
+def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
+    n_, c_, h_, w_ = x.shape
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for y in range(oh):
+                    hy = y * sh - ph + i
+                    base = y * ow
+                    if hy < 0 or hy >= h_:
+                        for xo in range(ow):
+                            cols[n, row, base + xo] = 0
+                        continue
+                    for xo in range(ow):
+                        wx = xo * sw - pw + j
+                        if 0 <= wx < w_:
+                            cols[n, row, base + xo] = x[n, c, hy, wx]
+                        else:
+                            cols[n, row, base + xo] = 0
+
+
+@njit(parallel=True, cache=True)
+def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
+    # Gather: each input pixel sums the columns whose window covers it (deterministic, no races).
+    n_, c_, h_, w_ = dx.shape
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for h in range(h_):
+            for w in range(w_):
+                acc = 0.0
+                for i in range(kh):
+                    t = h + ph - i
+                    if t < 0 or t % sh != 0 or t // sh >= oh:
+                        continue
+                    y = t // sh
+                    for j in range(kw):
+                        u = w + pw - j
+                        if u < 0 or u % sw != 0 or u // sw >= ow:
+                            continue
+                        acc += cols[n, (c * kh + i) * kw + j, y * ow + u // sw]
+                dx[n, c, h, w] = acc
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
+    n_, c_, h_, w_ = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for y in range(oh):
+            for xo in range(ow):
+                best = x[n, c, 0, 0]
+                bi = -1
+                for i in range(kh):
+                    h = y * sh - ph + i
+                    if h < 0 or h >= h_:
+                        continue  # padding never wins a max
+                    for j in range(kw):
+                        w = xo * sw - pw + j
+                        if w < 0 or w >= w_:
+                            continue
+                        v = x[n, c, h, w]
+                        if bi < 0 or v > best:  # strict '>': ties keep the first maximum
+                            best = v
+                            bi = h * w_ + w
+                out[n, c, y, xo] = best
+                idx[n, c, y, xo] = bi
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_bwd(gy, idx, gx):
+    n_, c_, h_, w_ = gx.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for y in range(oh):
+            for xo in range(ow):
+                k = idx[n, c, y, xo]
+                gx[n, c, k // w_, k % w_] += gy[n, c, y, xo]  # overlapping windows accumulate
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, out):
+    n_, c_, h_, w_ = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    inv_area = 1.0 / (kh * kw)  # padding counts in the denominator
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for y in range(oh):
+            for xo in range(ow):
+                acc = 0.0
+                for i in range(kh):
+                    h = y * sh - ph + i
+                    if h < 0 or h >= h_:
+                        continue
+                    for j in range(kw):
+                        w = xo * sw - pw + j
+                        if 0 <= w < w_:
+                            acc += x[n, c, h, w]
+                out[n, c, y, xo] = acc * inv_area
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, gx):
+    n_, c_, h_, w_ = gx.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    inv_area = 1.0 / (kh * kw)
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for y in range(oh):
+            for xo in range(ow):
+                g = gy[n, c, y, xo] * inv_area
+                for i in range(kh):
+                    h = y * sh - ph + i
+                    if h < 0 or h >= h_:
+                        continue
+                    for j in range(kw):
+                        w = xo * sw - pw + j
+                        if 0 <= w < w_:
+                            gx[n, c, h, w] += g
+
+
+def im2col(x: np.ndarray, kernel, stride, pad) -> np.ndarray:
+    """x: (N, C, H, W) -> cols: (N, C*KH*KW, OH*OW); cols[n, (c,i,j), (y,x)] = x_pad[n, c, y*SH+i, x*SW+j]."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    cols = np.empty((n, c * kh * kw, oh * ow), dtype=x.dtype)
+    _im2col(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, cols)
+    return cols
+
+
+def col2im(cols: np.ndarray, x_shape, kernel, stride, pad) -> np.ndarray:
+    """Adjoint of im2col: cols (N, C*KH*KW, OH*OW) -> dx (N, C, H, W), summing overlapping windows."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x_shape
+    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    dx = np.empty(x_shape, dtype=cols.dtype)
+    _col2im(np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, oh, ow, dx)
+    return dx
+
+
+def max_pool_forward(x: np.ndarray, kernel, stride, pad) -> tuple[np.ndarray, np.ndarray]:
+    """x: (N, C, H, W) -> (y: (N, C, OH, OW), idx: int32 position of each window's first maximum)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x.shape
+    shape = (n, c, out_size(h, kh, sh, ph), out_size(w, kw, sw, pw))
+    y = np.empty(shape, dtype=x.dtype)
+    idx = np.empty(shape, dtype=np.int32)
+    _max_pool_fwd(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, y, idx)
+    return y, idx
+
+
+def max_pool_backward(gy: np.ndarray, idx: np.ndarray, x_shape) -> np.ndarray:
+    """Send each window's gradient to its saved first maximum; overlapping windows add up."""
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    _max_pool_bwd(np.ascontiguousarray(gy), idx, gx)
+    return gx
+
+
+def avg_pool_forward(x: np.ndarray, kernel, stride, pad) -> np.ndarray:
+    """y = (sum of the window's real pixels) / (KH*KW): padding counts in the denominator."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x.shape
+    y = np.empty((n, c, out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)), dtype=x.dtype)
+    _avg_pool_fwd(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, y)
+    return y
+
+
+def avg_pool_backward(gy: np.ndarray, x_shape, kernel, stride, pad) -> np.ndarray:
+    """Each real pixel of a window receives gy / (KH*KW)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    _avg_pool_bwd(np.ascontiguousarray(gy), kh, kw, sh, sw, ph, pw, gx)
+    return gx
+
+
+def dropout_mask(shape, rate: float, dtype, rng: np.random.Generator) -> np.ndarray:
+    """Inverted-dropout mask: 0 with probability `rate`, 1/(1-rate) otherwise."""
+    keep = rng.random(shape, dtype=np.float32) >= rate
+    return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)
+
+
+def asarray(a, dtype=None) -> np.ndarray:
+    """Host data (NumPy, lists, CuPy) -> a NumPy array on this device."""
+    if hasattr(a, "get"):  # a CuPy array: copy it back to the host
+        a = a.get()
+    return np.asarray(a, dtype=dtype)
+
+
+def to_numpy(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def synchronize() -> None:
+    """CPU work is finished when the call returns."""

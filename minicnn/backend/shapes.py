@@ -1,0 +1,46 @@
+"""Shape rules shared by every backend (CPU numba kernels, CUDA kernels, the ops).
+
+One place for the arithmetic, so the numba and CUDA kernels cannot disagree on it.
+"""
+
+from __future__ import annotations
+
+
+def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Output length along one axis, MXNet's "valid" convention: floor((size + 2*pad - kernel) / stride) + 1."""
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def pair(v, name: str = "value") -> tuple[int, int]:
+    """`3` -> (3, 3); `(3, 5)` -> (3, 5)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def window_output_shape(
+    layer: str, x_shape: tuple, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int]
+) -> tuple[int, int]:
+    """(OH, OW) of a sliding window over x: (N, C, H, W); a clear error when the window does not fit."""
+    from ..errors import ShapeError
+
+    if len(x_shape) != 4:
+        raise ShapeError(f"{layer}: expected a 4-D input (N, C, H, W), got shape {tuple(x_shape)}")
+    h, w = x_shape[2], x_shape[3]
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ShapeError(
+            f"{layer}: kernel {kh}x{kw} is larger than the padded input {h + 2 * ph}x{w + 2 * pw} "
+            f"(input {tuple(x_shape)}, padding {ph}x{pw}); use a smaller kernel, more padding or a bigger input"
+        )
+    return out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+
+
+def check_window_args(layer: str, kernel, stride, pad) -> None:
+    """Kernel and stride must be positive, padding non-negative."""
+    if min(kernel) <= 0 or min(stride) <= 0 or min(pad) < 0:
+        raise ValueError(
+            f"{layer}: kernel {kernel} and strides {stride} must be positive and padding {pad} non-negative"
+        )

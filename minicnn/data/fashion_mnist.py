@@ -1,0 +1,401 @@
+"""Fashion-MNIST: find the four IDX files, download them if needed, verify and decode them.
+
+The files are looked for, in order, in an explicit directory, `$MINICNN_DATA`, MXNet's own cache
+(`$MXNET_HOME/datasets/fashion-mnist`, default `~/.mxnet/datasets/fashion-mnist`) and the directory of
+Debian's `dataset-fashion-mnist` package. A file counts as good when its SHA-256 is Zalando's or its SHA-1
+is the one MXNet checks for its re-compressed mirror copy (so a cache that MXNet filled is reused as is).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from minicnn.errors import DataError
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One of the four dataset files: its name, Zalando's SHA-256 and size, MXNet's mirror SHA-1."""
+
+    name: str
+    sha256: str
+    size: int
+    mxnet_sha1: str
+
+
+# Keyed by role. The SHA-256 and sizes are those of Zalando's release (also shipped by Debian); the SHA-1
+# values are the ones in mxnet/gluon/data/vision/datasets.py for MXNet's mirror, whose gzip bytes differ.
+FILES: dict[str, FileSpec] = {
+    "train_images": FileSpec(
+        "train-images-idx3-ubyte.gz",
+        "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+        26421880,
+        "0cf37b0d40ed5169c6b3aba31069a9770ac9043d",
+    ),
+    "train_labels": FileSpec(
+        "train-labels-idx1-ubyte.gz",
+        "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+        29515,
+        "236021d52f1e40852b06a4c3008d8de8aef1e40b",
+    ),
+    "test_images": FileSpec(
+        "t10k-images-idx3-ubyte.gz",
+        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+        4422102,
+        "626ed6a7c06dd17c0eec72fa3be1740f146a2863",
+    ),
+    "test_labels": FileSpec(
+        "t10k-labels-idx1-ubyte.gz",
+        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+        5148,
+        "17f9ab60e7257a1620f4ad76bbbaf857c3920701",
+    ),
+}
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+# Base URLs tried in order; a file's URL is base + file name. The last one is MXNet's mirror.
+MIRRORS: list[str] = [
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/gluon/dataset/fashion-mnist/",
+]
+
+# Where Debian's dataset-fashion-mnist package puts the files (a module attribute so tests can move it).
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+FIXES = (
+    "install Debian's package (apt-get install dataset-fashion-mnist), set MINICNN_DATA or pass --data-dir "
+    "to a directory holding the four files, or run once with network access"
+)
+
+# IDX type code → big-endian NumPy dtype (the format's standard codes).
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_MAX_NDIM = 8
+# A header that promises more than this is not a dataset we read; refuse before allocating anything.
+_MAX_PAYLOAD = 1 << 31
+# DEFLATE cannot compress better than about 1032:1, which bounds what a gzip file of a given size can hold.
+_MAX_GZIP_RATIO = 1032
+_CHUNK = 1 << 20
+
+
+def _fail_fix(path: Path | str, problem: str) -> DataError:
+    return DataError(f"{path} {problem}; delete it and rerun, or {FIXES}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# IDX reader
+# --------------------------------------------------------------------------------------------------------
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or plain) into an array of its shape and native-endian dtype.
+
+    Layout: bytes 0-1 are zero, byte 2 the type code (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
+    0x0D float32, 0x0E float64), byte 3 the number of dimensions d, then d big-endian uint32 sizes, then
+    exactly prod(sizes) items in big-endian order. Anything else raises DataError naming the file.
+    """
+    path = Path(path)
+    try:
+        size_on_disk = path.stat().st_size
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            if path.suffix == ".gz" and not compressed:
+                raise _fail_fix(path, "is not gzip-compressed although its name ends in .gz")
+            if compressed:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                    return _parse_idx(stream, path, size_on_disk, compressed=True)
+            return _parse_idx(raw, path, size_on_disk, compressed=False)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; {FIXES}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not an IDX file; pass the directory with --data-dir") from None
+    except PermissionError:
+        raise DataError(f"{path} cannot be read (permission denied); fix its permissions or {FIXES}") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        # EOFError: the gzip stream stops early; zlib.error / BadGzipFile: the stream is corrupt.
+        raise _fail_fix(path, f"is a corrupt or truncated gzip file ({exc})") from None
+    except OSError as exc:
+        raise _fail_fix(path, f"could not be read ({exc})") from None
+
+
+def _parse_idx(stream: BinaryIO, path: Path, size_on_disk: int, compressed: bool) -> np.ndarray:
+    head = _read_exactly(stream, 4)
+    if len(head) < 4:
+        raise _fail_fix(path, f"is too short to be an IDX file ({len(head)} bytes)")
+    if head[0] != 0 or head[1] != 0:
+        raise _fail_fix(path, f"is not an IDX file (magic starts {head[:2].hex()}, expected 0000)")
+    code, ndim = head[2], head[3]
+    if code not in _IDX_DTYPES:
+        raise _fail_fix(path, f"has unknown IDX type code 0x{code:02x} (expected one of 08 09 0b 0c 0d 0e)")
+    if not 1 <= ndim <= _MAX_NDIM:
+        raise _fail_fix(path, f"has an IDX header with {ndim} dimensions (expected 1 to {_MAX_NDIM})")
+    dims_raw = _read_exactly(stream, 4 * ndim)
+    if len(dims_raw) < 4 * ndim:
+        raise _fail_fix(path, f"is truncated inside its IDX header ({ndim} dimensions announced)")
+    shape = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    # Bound the payload by what the file on disk could possibly hold before reading or allocating.
+    limit = (size_on_disk * _MAX_GZIP_RATIO + 1024) if compressed else size_on_disk
+    if expected > min(limit, _MAX_PAYLOAD):
+        raise _fail_fix(
+            path, f"has an IDX header claiming shape {shape} ({expected} bytes), more than the file can hold"
+        )
+    payload = _read_exactly(stream, expected)
+    if len(payload) < expected:
+        raise _fail_fix(path, f"is truncated (expected {expected} bytes of data, got {len(payload)})")
+    if stream.read(1):
+        raise _fail_fix(path, f"has trailing bytes after the {expected} bytes of data its header announces")
+    # bytearray → a writable array; astype gives native byte order for multi-byte types.
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _read_exactly(stream: BinaryIO, count: int) -> bytearray:
+    """Read up to `count` bytes in chunks, so garbage headers never cause one huge allocation."""
+    out = bytearray()
+    while len(out) < count:
+        chunk = stream.read(min(_CHUNK, count - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Finding, verifying and downloading the files
+# --------------------------------------------------------------------------------------------------------
+
+
+def mxnet_dir() -> Path:
+    """MXNet's dataset cache: `$MXNET_HOME/datasets/fashion-mnist`, `$MXNET_HOME` defaulting to ~/.mxnet."""
+    home = os.environ.get("MXNET_HOME") or str(Path.home() / ".mxnet")
+    return Path(home).expanduser() / "datasets" / "fashion-mnist"
+
+
+def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The directories looked in, in order: data_dir, $MINICNN_DATA, MXNet's cache, Debian's directory."""
+    candidates = []
+    if data_dir is not None:
+        candidates.append(Path(data_dir).expanduser())
+    if os.environ.get("MINICNN_DATA"):
+        candidates.append(Path(os.environ["MINICNN_DATA"]).expanduser())
+    candidates += [mxnet_dir(), DEBIAN_DIR]
+    unique: list[Path] = []
+    for c in candidates:
+        if c not in unique:
+            unique.append(c)
+    return unique
+
+
+def _download_targets(data_dir: str | os.PathLike | None) -> list[Path]:
+    """Where a download may go, in order of preference (never Debian's system directory)."""
+    targets = []
+    if data_dir is not None:
+        targets.append(Path(data_dir).expanduser())
+    if os.environ.get("MINICNN_DATA"):
+        targets.append(Path(os.environ["MINICNN_DATA"]).expanduser())
+    targets.append(mxnet_dir())
+    return targets
+
+
+def _holds_all(directory: Path) -> bool:
+    return all((directory / spec.name).is_file() for spec in FILES.values())
+
+
+# (resolved path, size, mtime_ns) of files already verified in this process; hashing 26 MB costs ~0.1 s.
+_verified: set[tuple[str, int, int]] = set()
+
+
+def _hashes(path: Path) -> tuple[str, str]:
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            sha256.update(chunk)
+            sha1.update(chunk)
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def _known_good(spec: FileSpec, sha256: str, sha1: str) -> bool:
+    return sha256 == spec.sha256 or sha1 == spec.mxnet_sha1
+
+
+def verify_file(path: Path, spec: FileSpec) -> None:
+    """Raise DataError unless `path` is a known-good copy of `spec` (Zalando's SHA-256 or MXNet's SHA-1)."""
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key in _verified:
+            return
+        sha256, sha1 = _hashes(path)
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc}); fix its permissions or {FIXES}") from None
+    if not _known_good(spec, sha256, sha1):
+        raise _fail_fix(
+            path, f"is corrupt (size {st.st_size}, SHA-256 {sha256[:16]}… matches no known copy of {spec.name})"
+        )
+    _verified.add(key)
+
+
+def open_url(url: str, timeout: float = 30.0) -> BinaryIO:
+    """Open `url` for reading (tests replace this, or use file:// mirrors, so they never touch the network)."""
+    return urllib.request.urlopen(url, timeout=timeout)
+
+
+def _writable_dir(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def _progress_bar(name: str, done: int, total: int | None) -> None:
+    width = 30
+    if total:
+        filled = min(width, done * width // total)
+        bar = "#" * filled + "." * (width - filled)
+        text = f"\rdownloading {name} [{bar}] {done / 1e6:6.1f}/{total / 1e6:.1f} MB"
+    else:
+        text = f"\rdownloading {name} {done / 1e6:6.1f} MB"
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _download_one(spec: FileSpec, target: Path, opener: Callable[[str], BinaryIO], progress: bool) -> list[str]:
+    """Try every mirror for one file; write it atomically into `target`. Returns the failures seen."""
+    failures = []
+    for base in MIRRORS:
+        url = base + spec.name
+        fd, tmp_name = tempfile.mkstemp(dir=target, prefix=f".{spec.name}.", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            sha256, sha1, done = hashlib.sha256(), hashlib.sha1(), 0
+            with os.fdopen(fd, "wb") as out, opener(url) as response:
+                length = getattr(response, "headers", {}).get("Content-Length") if progress else None
+                total = int(length) if length and str(length).isdigit() else None
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    sha256.update(chunk)
+                    sha1.update(chunk)
+                    done += len(chunk)
+                    if progress:
+                        _progress_bar(spec.name, done, total)
+            if progress:
+                sys.stderr.write("\n")
+            if not _known_good(spec, sha256.hexdigest(), sha1.hexdigest()):
+                failures.append(f"{url}: wrong SHA-256 {sha256.hexdigest()[:16]}…")
+                continue
+            # Same directory → same file system → os.replace is atomic: readers never see half a file.
+            os.replace(tmp, target / spec.name)
+            return []
+        except Exception as exc:  # any network or file error: report it and try the next mirror
+            if progress:
+                sys.stderr.write("\n")
+            failures.append(f"{url}: {type(exc).__name__}: {exc}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    return failures
+
+
+def find_data_dir(
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool = True,
+    opener: Callable[[str], BinaryIO] | None = None,
+) -> Path:
+    """Return the first directory of `search_dirs(data_dir)` that holds all four verified files.
+
+    When none does and `download` is true, the missing files are fetched into the first writable directory
+    of: data_dir, $MINICNN_DATA, MXNet's cache. `opener(url)` opens a URL (default: `open_url`).
+    """
+    searched = search_dirs(data_dir)
+    for directory in searched:
+        if _holds_all(directory):
+            for spec in FILES.values():
+                verify_file(directory / spec.name, spec)
+            return directory
+    where = ", ".join(str(d) for d in searched)
+    if not download:
+        raise DataError(f"Fashion-MNIST not found (searched {where}) and download is disabled; {FIXES}")
+    target = next((d for d in _download_targets(data_dir) if _writable_dir(d)), None)
+    if target is None:
+        raise DataError(f"Fashion-MNIST not found (searched {where}) and no writable directory to download to; {FIXES}")
+    opener = opener or open_url
+    for spec in FILES.values():
+        path = target / spec.name
+        if path.is_file():
+            try:
+                verify_file(path, spec)
+                continue
+            except DataError:
+                pass  # a bad partial copy in the download directory is simply fetched again
+        failures = _download_one(spec, target, opener, progress)
+        if failures:
+            raise DataError(
+                f"Fashion-MNIST not found (searched {where}) and downloading {spec.name} into {target} failed "
+                f"({'; '.join(failures)}); {FIXES}"
+            )
+        verify_file(path, spec)
+    return target
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------
+
+_cache: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def load_fashion_mnist(
+    data_dir: str | os.PathLike | None = None, download: bool = True, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Load Fashion-MNIST as (train_x, train_y, test_x, test_y).
+
+    Images are uint8 `(N, 28, 28)`, labels int32 `(N,)` in 0..9 (N = 60000 train, 10000 test). The arrays
+    are cached per directory for the life of the process and are read-only so the cache cannot be altered.
+    """
+    directory = find_data_dir(data_dir, download=download, progress=progress).resolve()
+    if directory in _cache:
+        return _cache[directory]
+    arrays = []
+    for split in ("train", "test"):
+        img_path = directory / FILES[f"{split}_images"].name
+        lab_path = directory / FILES[f"{split}_labels"].name
+        images, labels = read_idx(img_path), read_idx(lab_path)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise _fail_fix(img_path, f"holds {images.dtype} data of shape {images.shape}, not uint8 (N, H, W)")
+        if labels.ndim != 1 or labels.dtype != np.uint8 or len(labels) != len(images):
+            raise _fail_fix(lab_path, f"holds {labels.dtype} {labels.shape} labels for {len(images)} images")
+        if labels.size and labels.max() >= len(CLASS_NAMES):
+            raise _fail_fix(lab_path, f"holds label {labels.max()}, outside 0..{len(CLASS_NAMES) - 1}")
+        labels = labels.astype(np.int32)
+        images.flags.writeable = False
+        labels.flags.writeable = False
+        arrays += [images, labels]
+    _cache[directory] = tuple(arrays)
+    return _cache[directory]

@@ -1,0 +1,146 @@
+"""`Block` and `Sequential`: containers that own parameters and children, Gluon style.
+
+Names count per kind from 0 (`conv0`, `pool0`, `dense0`, ...) within a naming scope; `fresh_names()`
+opens a new scope, so a network built inside it is named the same way every time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import contextmanager
+
+from ..device import Context
+from .parameter import Parameter, ParameterDict
+
+_scopes: list[defaultdict] = [defaultdict(int)]
+
+
+@contextmanager
+def fresh_names():
+    """Count layer names from 0 again inside this block (used by the model builders)."""
+    _scopes.append(defaultdict(int))
+    try:
+        yield
+    finally:
+        _scopes.pop()
+
+
+def _next_name(alias: str) -> str:
+    counts = _scopes[-1]
+    name = f"{alias}{counts[alias]}"
+    counts[alias] += 1
+    return name
+
+
+class Block:
+    """Base of every layer and network: subclass it and write `forward`.
+
+    Attributes that are Blocks become children and attributes that are Parameters become parameters,
+    both in definition order.
+    """
+
+    alias = None  # name stem; defaults to the lower-cased class name
+
+    def __init__(self, prefix: str | None = None, params=None):
+        object.__setattr__(self, "_children", {})
+        object.__setattr__(self, "_params", {})
+        object.__setattr__(self, "name", prefix or _next_name(self.alias or type(self).__name__.lower()))
+
+    def __setattr__(self, key, value):
+        if isinstance(value, Block):
+            self._children[key] = value
+        elif isinstance(value, Parameter):
+            self._params[key] = value
+        object.__setattr__(self, key, value)
+
+    def params(self, key: str, shape: tuple, init=None, dtype="float32") -> Parameter:
+        """Create and register parameter `<name>_<key>`."""
+        p = Parameter(f"{self.name}_{key}", shape, init=init, dtype=dtype)
+        setattr(self, key, p)
+        return p
+
+    def collect_params(self, select: str | None = None) -> ParameterDict:
+        """All parameters of this block and its children, in definition order (optionally a regex on names)."""
+        import re
+
+        out = ParameterDict()
+        stack = [self]
+        seen = set()
+        order = []
+        while stack:  # depth-first, children in registration order
+            b = stack.pop()
+            if id(b) in seen:
+                continue
+            seen.add(id(b))
+            order.append(b)
+            stack.extend(reversed(list(b._children.values())))
+        for b in order:
+            for p in b._params.values():
+                if select is None or re.match(select, p.name):
+                    out[p.name] = p
+        return out
+
+    def initialize(self, init=None, ctx: Context | None = None, force_reinit: bool = False, verbose=False):
+        """Initialise every parameter (MXNet's default initialiser is Uniform(0.07))."""
+        self.collect_params().initialize(init, ctx, force_reinit)
+
+    def hybridize(self, *args, **kwargs) -> None:
+        """Accepted for Gluon compatibility; minicnn always runs imperatively."""
+
+    def children(self) -> list[Block]:
+        return list(self._children.values())
+
+    def __call__(self, *args):
+        return self.forward(*args)
+
+    def forward(self, *args):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __repr__(self) -> str:
+        if not self._children:
+            return f"{type(self).__name__}({self._extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for key, child in self._children.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({key}): {body}")
+        lines.append(")")
+        return "\n".join(lines)
+
+    def _extra_repr(self) -> str:
+        return ""
+
+
+class Sequential(Block):
+    """Runs its children one after another: `net = nn.Sequential(); net.add(a, b, c); y = net(x)`."""
+
+    alias = "sequential"
+
+    def add(self, *blocks: Block) -> Sequential:
+        for b in blocks:
+            if not isinstance(b, Block):
+                raise TypeError(f"{self.name}.add: expected a Block, got {type(b).__name__}")
+            setattr(self, str(len(self._children)), b)
+        return self
+
+    def forward(self, x):
+        for b in self._children.values():
+            x = b(x)
+        return x
+
+    def __getitem__(self, i):
+        layers = list(self._children.values())
+        if isinstance(i, slice):
+            net = Sequential(prefix=self.name)
+            net.add(*layers[i])
+            return net
+        return layers[i]
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    def __iter__(self):
+        return iter(list(self._children.values()))
+
+
+HybridSequential = Sequential
+HybridBlock = Block

@@ -1,0 +1,67 @@
+"""`nn.Conv2D`: a convolution layer with deferred input channels and an optional activation."""
+
+from __future__ import annotations
+
+from .. import init as _init
+from .. import ops
+from ..backend.shapes import check_window_args, pair
+from ..errors import ShapeError
+from .basic import check_input, require_initialized
+from .block import Block
+
+
+class Conv2D(Block):
+    """x: (N, C, H, W) -> (N, channels, OH, OW); weight (channels, C, KH, KW), bias (channels,).
+
+    `in_channels=0` means "take C from the first input" (deferred initialisation).
+    """
+
+    alias = "conv"
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size,
+        strides=1,
+        padding=0,
+        activation: str | None = None,
+        use_bias: bool = True,
+        in_channels: int = 0,
+        weight_initializer=None,
+        bias_initializer="zeros",
+        prefix: str | None = None,
+    ):
+        super().__init__(prefix)
+        self.channels = int(channels)
+        self.kernel = pair(kernel_size, "kernel_size")
+        self.stride = pair(strides, "strides")
+        self.pad = pair(padding, "padding")
+        if self.channels <= 0:
+            raise ValueError(f"{self.name}: channels must be positive, got {channels}")
+        check_window_args(self.name, self.kernel, self.stride, self.pad)
+        self.act = ops.activation.activation_function(activation)
+        self.activation = activation
+        self.params("weight", (self.channels, int(in_channels), *self.kernel), init=weight_initializer)
+        if use_bias:
+            self.params("bias", (self.channels,), init=_init.create(bias_initializer))
+        else:
+            self.bias = None
+
+    def forward(self, x):
+        x = check_input(self.name, x, ndim=4, what="(N, C, H, W)")
+        if not self.weight.shape_known:
+            self.weight._finish_deferred((self.channels, x.shape[1], *self.kernel))
+        w = require_initialized(self.name, self.weight, x)
+        if x.shape[1] != w.shape[1]:
+            raise ShapeError(
+                f"{self.name}: input {x.shape} has {x.shape[1]} channels but the layer was initialised for "
+                f"{w.shape[1]} (weight {w.shape}); feed (N, {w.shape[1]}, H, W) or re-create the network"
+            )
+        args = (x, w) if self.bias is None else (x, w, self.bias.data())
+        y = ops.Conv2D(self.stride, self.pad, self.name)(*args)
+        return y if self.act is None else self.act()(y)
+
+    def _extra_repr(self) -> str:
+        c_in = self.weight.shape[1] or None
+        act = f", Activation({self.activation})" if self.activation else ""
+        return f"{c_in} -> {self.channels}, kernel_size={self.kernel}, stride={self.stride}, padding={self.pad}{act}"

@@ -1,0 +1,120 @@
+"""Parameters with deferred shapes (Gluon's `Parameter` and `ParameterDict`).
+
+A dimension of 0 in `shape` is unknown until the first forward pass tells the layer its input;
+`initialize()` before that only remembers the initialiser and device, and the values are drawn then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import init as _init
+from .. import random
+from ..autograd import NDArray
+from ..device import Context, cpu
+
+
+class Parameter:
+    def __init__(self, name: str, shape: tuple, init=None, dtype="float32"):
+        self.name = name
+        self.shape = tuple(shape)
+        self.init = init  # this parameter's own initialiser (e.g. zeros for biases); wins over the global one
+        self.dtype = np.dtype(dtype)
+        self._var: NDArray | None = None
+        self._deferred: tuple | None = None  # (initializer, ctx) waiting for the shape
+
+    def __repr__(self) -> str:
+        return f"Parameter {self.name} (shape={self.shape}, dtype={self.dtype.name})"
+
+    @property
+    def shape_known(self) -> bool:
+        return all(d > 0 for d in self.shape)
+
+    @property
+    def initialized(self) -> bool:
+        return self._var is not None
+
+    def initialize(self, init=None, ctx: Context | None = None, force_reinit: bool = False) -> None:
+        """Draw the values now, or when the shape becomes known (deferred initialisation)."""
+        if self._var is not None and not force_reinit:
+            return
+        chosen = _init.create(self.init if self.init is not None else (init or _init.Uniform()))
+        ctx = ctx or cpu()
+        if self.shape_known:
+            self._materialize(chosen, ctx)
+        else:
+            self._var, self._deferred = None, (chosen, ctx)
+
+    def _materialize(self, initializer, ctx: Context) -> None:
+        values = initializer(self.shape, random.host_generator()).astype(self.dtype)
+        self._var = NDArray(ctx.backend.asarray(values))
+        self._var.attach_grad()
+        self._deferred = None
+
+    def _finish_deferred(self, shape: tuple) -> None:
+        """Called by the layer at its first forward pass, once the input fixes the unknown dimensions."""
+        self.shape = tuple(shape)
+        if self._deferred is not None:
+            self._materialize(*self._deferred)
+
+    def _check_initialized(self) -> NDArray:
+        if self._var is None:
+            if self._deferred is not None:
+                raise RuntimeError(
+                    f"Parameter {self.name} has a deferred shape {self.shape}; run one forward pass first"
+                )
+            raise RuntimeError(f"Parameter {self.name} is not initialized; call net.initialize() first")
+        return self._var
+
+    def data(self, ctx: Context | None = None) -> NDArray:
+        return self._check_initialized()
+
+    def grad(self, ctx: Context | None = None) -> NDArray:
+        return self._check_initialized().grad
+
+    def list_ctx(self) -> list[Context]:
+        return [self._check_initialized().context]
+
+    def set_data(self, value) -> None:
+        """Replace the values (NumPy array, NDArray or scalar), keeping shape, dtype and device."""
+        var = self._check_initialized()
+        raw = value.data if isinstance(value, NDArray) else value
+        host = np.asarray(raw.get() if hasattr(raw, "get") else raw)
+        if host.shape != self.shape and host.size != 1:
+            raise ValueError(f"Parameter {self.name}: set_data got shape {host.shape}, expected {self.shape}")
+        var.data[...] = var.context.backend.asarray(np.broadcast_to(host, self.shape).astype(self.dtype))
+
+    def zero_grad(self) -> None:
+        if self._var is not None and self._var.grad is not None:
+            self._var.grad.data[...] = 0
+
+    def reset_ctx(self, ctx: Context) -> None:
+        """Move the values to another device."""
+        if self._var is not None:
+            self._var = NDArray(ctx.backend.asarray(self._var.data))
+            self._var.attach_grad()
+        elif self._deferred is not None:
+            self._deferred = (self._deferred[0], ctx)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+class ParameterDict(OrderedDict):
+    """Name -> Parameter, in the order the layers define them."""
+
+    def initialize(self, init=None, ctx=None, force_reinit: bool = False) -> None:
+        for p in self.values():
+            p.initialize(init, ctx, force_reinit)
+
+    def zero_grad(self) -> None:
+        for p in self.values():
+            p.zero_grad()
+
+    def reset_ctx(self, ctx: Context) -> None:
+        for p in self.values():
+            p.reset_ctx(ctx)

@@ -1,0 +1,81 @@
+"""Max, average and global average pooling over (N, C, H, W), MXNet's rules.
+
+Output size floor((H + 2P - K) / S) + 1; padding never wins a max; the average divides by K*K, padding
+included; max backward sends each window's gradient to its FIRST maximum (row-major), and overlapping
+windows add up. The loops live in the backend kernels (numba on CPU, CUDA on GPU).
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function
+from ..backend.shapes import check_window_args, pair, window_output_shape
+from ..errors import ShapeError
+
+
+class _Pool(Function):
+    def __init__(self, kernel, stride=None, pad=0, name: str = "pool"):
+        self.kernel = pair(kernel, "pool_size")
+        self.stride = self.kernel if stride is None else pair(stride, "strides")
+        self.pad = pair(pad, "padding")
+        self.name = name
+        check_window_args(name, self.kernel, self.stride, self.pad)
+        if self.pad[0] >= self.kernel[0] or self.pad[1] >= self.kernel[1]:
+            raise ValueError(f"{name}: padding {self.pad} must be smaller than pool_size {self.kernel}")
+
+    def _check(self, x):
+        window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
+        self.x_shape = x.shape
+
+
+class MaxPool2D(_Pool):
+    """y[n,c,i,j] = max over the window of x (padding is -inf); saves the index of the first maximum."""
+
+    def forward(self, x):
+        self._check(x)
+        y, self.idx = backend.of(x).max_pool_forward(x, self.kernel, self.stride, self.pad)
+        return y
+
+    def backward(self, gy):
+        return backend.of(gy).max_pool_backward(gy, self.idx, self.x_shape)
+
+
+class AvgPool2D(_Pool):
+    """y[n,c,i,j] = sum over the window of x / (KH*KW)  (count_include_pad)."""
+
+    def forward(self, x):
+        self._check(x)
+        return backend.of(x).avg_pool_forward(x, self.kernel, self.stride, self.pad)
+
+    def backward(self, gy):
+        return backend.of(gy).avg_pool_backward(gy, self.x_shape, self.kernel, self.stride, self.pad)
+
+
+class GlobalAvgPool2D(Function):
+    """(N, C, H, W) -> (N, C, 1, 1): the mean of each plane; backward spreads gy / (H*W) over the plane."""
+
+    def __init__(self, name: str = "pool"):
+        self.name = name
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ShapeError(f"{self.name}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+        self.x_shape = x.shape
+        return x.mean(axis=(2, 3), keepdims=True)
+
+    def backward(self, gy):
+        h, w = self.x_shape[2], self.x_shape[3]
+        xp = backend.of(gy).xp
+        return xp.broadcast_to(gy / (h * w), self.x_shape).copy()
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding=0, name: str = "pool"):
+    return MaxPool2D(pool_size, strides, padding, name)(x)
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding=0, name: str = "pool"):
+    return AvgPool2D(pool_size, strides, padding, name)(x)
+
+
+def global_avg_pool2d(x, name: str = "pool"):
+    return GlobalAvgPool2D(name)(x)

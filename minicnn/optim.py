@@ -1,0 +1,62 @@
+"""`Trainer` with MXNet's SGD: `trainer.step(batch_size)` after `loss.backward()`.
+
+With g = grad / batch_size (rescale_grad) + wd * w:
+    momentum == 0:  w <- w - lr * g
+    momentum  > 0:  v <- momentum * v - lr * g;  w <- w + v
+"""
+
+from __future__ import annotations
+
+from .nn.parameter import Parameter, ParameterDict
+
+
+class Trainer:
+    def __init__(self, params, optimizer: str = "sgd", optimizer_params: dict | None = None):
+        if optimizer.lower() != "sgd":
+            raise ValueError(f"Trainer: unknown optimizer {optimizer!r}; minicnn implements 'sgd'")
+        opts = dict(optimizer_params or {})
+        self.learning_rate = float(opts.pop("learning_rate", 0.01))
+        self.momentum = float(opts.pop("momentum", 0.0))
+        self.wd = float(opts.pop("wd", 0.0))
+        if opts:
+            raise ValueError(f"Trainer: unknown SGD options {sorted(opts)}; use learning_rate, momentum, wd")
+        if isinstance(params, ParameterDict):
+            params = list(params.values())
+        self.params: list[Parameter] = list(params)
+        self.states: dict[str, object] = {}  # momentum buffers by parameter name
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.learning_rate = float(lr)
+
+    def step(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
+        """One SGD update of every parameter, gradients divided by batch_size."""
+        if batch_size <= 0:
+            raise ValueError(f"Trainer.step: batch_size must be positive, got {batch_size}")
+        rescale = 1.0 / batch_size
+        for p in self.params:
+            var = p.data()
+            w, g = var.data, var.grad.data
+            if self.wd:
+                g = g * rescale + self.wd * w
+            else:
+                g = g * rescale
+            if self.momentum:
+                v = self.states.get(p.name)
+                if v is None:
+                    v = self.states[p.name] = var.xp.zeros_like(w)
+                v *= self.momentum
+                v -= self.learning_rate * g
+                w += v
+            else:
+                w -= self.learning_rate * g
+
+    def state_dict(self) -> dict:
+        """Optimizer state as host arrays (for checkpoints)."""
+        return {name: (v.get() if hasattr(v, "get") else v) for name, v in self.states.items()}
+
+    def load_state_dict(self, states: dict) -> None:
+        by_name = {p.name: p for p in self.params}
+        self.states = {}
+        for name, v in states.items():
+            if name in by_name:
+                self.states[name] = by_name[name].data().context.backend.asarray(v)
