@@ -71,5 +71,5 @@ def parse(name: str) -> Context:
         return try_gpu()
     kind, _, idx = name.partition(":")
     if kind not in ("cpu", "gpu") or (idx and not idx.isdigit()):
-        raise ValueError(f"unknown device {name!r}: use cpu, gpu, gpu:N or auto")
+        raise DeviceError(f"unknown device {name!r}: use cpu, gpu, gpu:N or auto")
     return Context(kind, int(idx or 0))

@@ -18,7 +18,7 @@ from . import cpu
 _gpu: ModuleType | None = None
 
 
-def gpu() -> ModuleType:
+def gpu_backend() -> ModuleType:
     """The GPU backend module; DeviceError saying what is missing when it cannot be used."""
     global _gpu
     if _gpu is None:
@@ -36,7 +36,7 @@ def of(a) -> ModuleType:
     if isinstance(a, np.ndarray) or np.isscalar(a):
         return cpu
     if type(a).__module__.startswith("cupy"):
-        return gpu()
+        return gpu_backend()
     raise TypeError(f"expected a NumPy or CuPy array, got {type(a).__name__}")
 
 
@@ -44,5 +44,5 @@ def for_device(device_type: str) -> ModuleType:
     if device_type == "cpu":
         return cpu
     if device_type == "gpu":
-        return gpu()
+        return gpu_backend()
     raise ValueError(f"unknown device type {device_type!r}: use 'cpu' or 'gpu'")

@@ -2,14 +2,15 @@
 
 The files are looked for, in order, in an explicit directory, `$MINICNN_DATA`, MXNet's own cache
 (`$MXNET_HOME/datasets/fashion-mnist`, default `~/.mxnet/datasets/fashion-mnist`) and the directory of
-Debian's `dataset-fashion-mnist` package. A file counts as good when its SHA-256 is Zalando's or its SHA-1
-is the one MXNet checks for its re-compressed mirror copy (so a cache that MXNet filled is reused as is).
+Debian's `dataset-fashion-mnist` package. Files are checked against known fingerprints (see FileSpec), so a
+cache that MXNet filled, Debian's copy and a fresh download from Zalando are all accepted.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import sys
 import tempfile
@@ -27,40 +28,53 @@ from minicnn.errors import DataError
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One of the four dataset files: its name, Zalando's SHA-256 and size, MXNet's mirror SHA-1."""
+    """One dataset file and the fingerprints of its known copies.
+
+    The same data circulates in three gzip wrappings (Zalando's, Debian's, MXNet's mirror), so a file is
+    accepted when its gzip bytes are Debian's (`sha256`, `size`) or MXNet's (`mxnet_sha1`), or else when
+    its decompressed bytes hash to `content_sha256` (`content_size` bytes), which holds for any wrapping.
+    """
 
     name: str
     sha256: str
     size: int
     mxnet_sha1: str
+    content_sha256: str
+    content_size: int
 
 
-# Keyed by role. The SHA-256 and sizes are those of Zalando's release (also shipped by Debian); the SHA-1
-# values are the ones in mxnet/gluon/data/vision/datasets.py for MXNet's mirror, whose gzip bytes differ.
 FILES: dict[str, FileSpec] = {
     "train_images": FileSpec(
         "train-images-idx3-ubyte.gz",
         "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
-        26421880,
+        26421856,
         "0cf37b0d40ed5169c6b3aba31069a9770ac9043d",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        47040016,
     ),
     "train_labels": FileSpec(
         "train-labels-idx1-ubyte.gz",
         "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
-        29515,
+        29491,
         "236021d52f1e40852b06a4c3008d8de8aef1e40b",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        60008,
     ),
     "test_images": FileSpec(
         "t10k-images-idx3-ubyte.gz",
         "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
-        4422102,
+        4422079,
         "626ed6a7c06dd17c0eec72fa3be1740f146a2863",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        7840016,
     ),
     "test_labels": FileSpec(
         "t10k-labels-idx1-ubyte.gz",
         "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
-        5148,
+        5125,
         "17f9ab60e7257a1620f4ad76bbbaf857c3920701",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        10008,
     ),
 }
 
@@ -102,8 +116,12 @@ _MAX_GZIP_RATIO = 1032
 _CHUNK = 1 << 20
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _fail_fix(path: Path | str, problem: str) -> DataError:
-    return DataError(f"{path} {problem}; delete it and rerun, or {FIXES}")
+    return DataError(_one_line(f"{path} {problem}; delete it and rerun, or {FIXES}"))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -159,13 +177,16 @@ def _parse_idx(stream: BinaryIO, path: Path, size_on_disk: int, compressed: bool
         raise _fail_fix(path, f"is truncated inside its IDX header ({ndim} dimensions announced)")
     shape = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     # Bound the payload by what the file on disk could possibly hold before reading or allocating.
-    limit = (size_on_disk * _MAX_GZIP_RATIO + 1024) if compressed else size_on_disk
-    if expected > min(limit, _MAX_PAYLOAD):
+    limit = min(size_on_disk * _MAX_GZIP_RATIO + 1024, _MAX_PAYLOAD) if compressed else _MAX_PAYLOAD
+    if expected > limit:
         raise _fail_fix(
             path, f"has an IDX header claiming shape {shape} ({expected} bytes), more than the file can hold"
         )
+    available = size_on_disk - 4 - 4 * ndim
+    if not compressed and expected > available:
+        raise _fail_fix(path, f"is truncated (expected {expected} bytes of data, got {available})")
     payload = _read_exactly(stream, expected)
     if len(payload) < expected:
         raise _fail_fix(path, f"is truncated (expected {expected} bytes of data, got {len(payload)})")
@@ -231,7 +252,7 @@ def _holds_all(directory: Path) -> bool:
 _verified: set[tuple[str, int, int]] = set()
 
 
-def _hashes(path: Path) -> tuple[str, str]:
+def _file_hashes(path: Path) -> tuple[str, str]:
     sha256, sha1 = hashlib.sha256(), hashlib.sha1()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -240,29 +261,56 @@ def _hashes(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def _known_good(spec: FileSpec, sha256: str, sha1: str) -> bool:
-    return sha256 == spec.sha256 or sha1 == spec.mxnet_sha1
+def _content_sha256(path: Path, limit: int) -> str | None:
+    """SHA-256 of the decompressed bytes, or None when there are more than `limit` of them."""
+    digest, count = hashlib.sha256(), 0
+    with gzip.open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            count += len(chunk)
+            if count > limit:
+                return None
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def verify_file(path: Path, spec: FileSpec) -> None:
-    """Raise DataError unless `path` is a known-good copy of `spec` (Zalando's SHA-256 or MXNet's SHA-1)."""
+def _is_known_copy(path: Path, spec: FileSpec) -> tuple[bool, str]:
+    """(whether `path` is a known-good copy of `spec`, a short description of what was found)."""
+    sha256, sha1 = _file_hashes(path)
+    if (sha256 == spec.sha256 and path.stat().st_size == spec.size) or sha1 == spec.mxnet_sha1:
+        return True, ""
+    # An unknown gzip wrapping (e.g. Zalando's own): judge the data inside, which all copies share.
+    try:
+        content = _content_sha256(path, spec.content_size)
+    except (OSError, EOFError, zlib.error) as exc:
+        return False, f"is not a readable gzip file ({exc})"
+    if content == spec.content_sha256:
+        return True, ""
+    return False, f"matches no known copy of {spec.name} (SHA-256 {sha256[:16]}…)"
+
+
+def verify_file(path: Path, spec: FileSpec, strict: bool = True) -> None:
+    """Raise DataError naming `path` unless it is a known-good copy of `spec`; cached per process.
+
+    `strict=False` (files in a directory the user named) accepts a readable gzip that matches no known copy,
+    with a warning: the user may be pointing at their own IDX data. Parsing still rejects truncated files.
+    """
     try:
         st = path.stat()
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
         if key in _verified:
             return
-        sha256, sha1 = _hashes(path)
+        good, problem = _is_known_copy(path, spec)
     except OSError as exc:
         raise DataError(f"{path} cannot be read ({exc}); fix its permissions or {FIXES}") from None
-    if not _known_good(spec, sha256, sha1):
-        raise _fail_fix(
-            path, f"is corrupt (size {st.st_size}, SHA-256 {sha256[:16]}… matches no known copy of {spec.name})"
-        )
+    if not good:
+        if strict or not problem.startswith("matches no known copy"):
+            raise _fail_fix(path, f"is corrupt: it {problem}")
+        print(f"minicnn: warning: {path} {problem}; using it as given", file=sys.stderr)
     _verified.add(key)
 
 
 def open_url(url: str, timeout: float = 30.0) -> BinaryIO:
-    """Open `url` for reading (tests replace this, or use file:// mirrors, so they never touch the network)."""
+    """Open `url` for reading; tests replace this or use file:// mirrors, so they never touch the network."""
     return urllib.request.urlopen(url, timeout=timeout)
 
 
@@ -294,21 +342,20 @@ def _download_one(spec: FileSpec, target: Path, opener: Callable[[str], BinaryIO
         fd, tmp_name = tempfile.mkstemp(dir=target, prefix=f".{spec.name}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
-            sha256, sha1, done = hashlib.sha256(), hashlib.sha1(), 0
+            done = 0
             with os.fdopen(fd, "wb") as out, opener(url) as response:
                 length = getattr(response, "headers", {}).get("Content-Length") if progress else None
                 total = int(length) if length and str(length).isdigit() else None
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
-                    sha256.update(chunk)
-                    sha1.update(chunk)
                     done += len(chunk)
                     if progress:
                         _progress_bar(spec.name, done, total)
             if progress:
                 sys.stderr.write("\n")
-            if not _known_good(spec, sha256.hexdigest(), sha1.hexdigest()):
-                failures.append(f"{url}: wrong SHA-256 {sha256.hexdigest()[:16]}…")
+            good, problem = _is_known_copy(tmp, spec)
+            if not good:
+                failures.append(f"{url}: the download {problem}")
                 continue
             # Same directory → same file system → os.replace is atomic: readers never see half a file.
             os.replace(tmp, target / spec.name)
@@ -331,13 +378,16 @@ def find_data_dir(
     """Return the first directory of `search_dirs(data_dir)` that holds all four verified files.
 
     When none does and `download` is true, the missing files are fetched into the first writable directory
-    of: data_dir, $MINICNN_DATA, MXNet's cache. `opener(url)` opens a URL (default: `open_url`).
+    of: data_dir, $MINICNN_DATA, MXNet's cache, each tried against every mirror with its hash checked and
+    written to a temporary file first. `opener(url)` returns a readable binary file object usable in a
+    `with` statement (default: `open_url`, looked up at call time so tests can replace it).
     """
     searched = search_dirs(data_dir)
+    named_by_user = {Path(d).expanduser() for d in (data_dir, os.environ.get("MINICNN_DATA")) if d}
     for directory in searched:
         if _holds_all(directory):
             for spec in FILES.values():
-                verify_file(directory / spec.name, spec)
+                verify_file(directory / spec.name, spec, strict=directory not in named_by_user)
             return directory
     where = ", ".join(str(d) for d in searched)
     if not download:
@@ -357,8 +407,10 @@ def find_data_dir(
         failures = _download_one(spec, target, opener, progress)
         if failures:
             raise DataError(
-                f"Fashion-MNIST not found (searched {where}) and downloading {spec.name} into {target} failed "
-                f"({'; '.join(failures)}); {FIXES}"
+                _one_line(
+                    f"Fashion-MNIST not found (searched {where}) and downloading {spec.name} into {target} "
+                    f"failed ({'; '.join(failures)}); {FIXES}"
+                )
             )
         verify_file(path, spec)
     return target

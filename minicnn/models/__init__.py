@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .alexnet import alexnet
+from .googlenet import googlenet
 from .lenet import lenet
+from .nin import nin
+from .vgg import vgg11
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,10 @@ class ModelSpec:
 
 REGISTRY: dict[str, ModelSpec] = {
     "lenet": ModelSpec("lenet", lenet, lr=0.9, batch_size=256),
+    "alexnet": ModelSpec("alexnet", alexnet, lr=0.01, batch_size=128, resize=224),
+    "vgg11": ModelSpec("vgg11", vgg11, lr=0.05, batch_size=128, resize=224, options={"width_divisor": 1}),
+    "nin": ModelSpec("nin", nin, lr=0.1, batch_size=128, resize=224),
+    "googlenet": ModelSpec("googlenet", googlenet, lr=0.1, batch_size=128, resize=96),
 }
 
 
@@ -34,4 +42,4 @@ def get(name: str) -> ModelSpec:
         raise ValueError(f"unknown network {name!r}: choose one of {', '.join(REGISTRY)}") from None
 
 
-__all__ = ["REGISTRY", "ModelSpec", "get", "lenet"]
+__all__ = ["REGISTRY", "ModelSpec", "alexnet", "get", "googlenet", "lenet", "nin", "vgg11"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function
-from ..backend.shapes import window_output_shape
+from ..backend.shapes import check_window_args, window_output_shape
 from ..errors import ShapeError
 
 IM2COL_CHUNK_BYTES = 64 << 20
@@ -52,6 +52,7 @@ class Conv2D(Function):
         n, c, _, _ = x.shape
         o = w.shape[0]
         self.kernel = (w.shape[2], w.shape[3])
+        check_window_args(self.name, self.kernel, self.stride, self.pad)  # a stride of 0 would divide by zero
         oh, ow = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
         w2 = w.reshape(o, -1)
         y = xp.empty((n, o, oh * ow), dtype=x.dtype)
@@ -74,7 +75,8 @@ class Conv2D(Function):
         gx = xp.empty_like(x) if need_gx else None
         for s in _chunks(n, w2.shape[1] * gy.shape[2] * x.dtype.itemsize):
             cols = self._cols(be, x[s])
-            gw2 += xp.tensordot(gy[s], cols, axes=([0, 2], [0, 2]))
+            # sum_n gy[n] @ cols[n]^T as one batched GEMM (tensordot would copy both operands to 2-D first)
+            gw2 += xp.matmul(gy[s], cols.transpose(0, 2, 1)).sum(axis=0)
             if need_gx:
                 gcols = xp.matmul(w2.T, gy[s])
                 if self._pointwise():

@@ -1,0 +1,77 @@
+"""Mini-batches over an in-memory image array, Gluon `DataLoader`-style.
+
+Each batch is gathered from the source with the batch's indices and then transformed (resize, to float),
+so memory holds one transformed batch at a time, never a resized or shuffled copy of the whole dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from minicnn.data.transforms import _array_module, to_tensor
+from minicnn.errors import ShapeError
+
+
+class DataLoader:
+    """Iterate `(X, y)` batches: X = transform(images[batch]) (default `to_tensor`: `(B, 1, H, W)`), y labels.
+
+    images: uint8 `(N, H, W)`, NumPy or CuPy; labels: integers `(N,)`, moved to the same array module.
+    Only the first `limit` samples are used when `limit` is given. With `shuffle`, every `iter()` draws a
+    new permutation from one `np.random.default_rng(seed)`, so the same seed gives the same epoch orders.
+    The last, smaller batch is kept: `len(loader) = ceil(num_samples / batch_size)`.
+    """
+
+    def __init__(
+        self,
+        images: Any,
+        labels: Any,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        if images.ndim != 3:
+            raise ShapeError(f"DataLoader expects images of shape (N, H, W), got {tuple(images.shape)}")
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            raise ShapeError(
+                f"DataLoader expects one label per image: images {tuple(images.shape)}, labels {tuple(labels.shape)}"
+            )
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 0):
+            raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+        self.xp = _array_module(images)
+        self.images = images
+        self.labels = self.xp.asarray(labels)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.transform = transform if transform is not None else to_tensor
+        self.num_samples = images.shape[0] if limit is None else min(int(limit), images.shape[0])
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return (self.num_samples + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        # Draw the epoch's order now (not lazily at the first next()), so each iter() call is one epoch.
+        order = self._rng.permutation(self.num_samples) if self.shuffle else None
+        return self._batches(order)
+
+    def _batches(self, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
+        for start in range(0, self.num_samples, self.batch_size):
+            stop = min(start + self.batch_size, self.num_samples)
+            if order is None:
+                index: Any = slice(start, stop)  # a view, no copy
+            else:
+                index = order[start:stop] if self.xp is np else self.xp.asarray(order[start:stop])
+            yield self.transform(self.images[index]), self.labels[index]
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, "
+            f"shuffle={self.shuffle}, batches={len(self)})"
+        )

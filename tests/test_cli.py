@@ -1,0 +1,129 @@
+"""The command line, run as a user runs it: `python -m minicnn ...` in a subprocess."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "minicnn", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def tiny_fashion_dir(tmp_path_factory) -> Path:
+    """A synthetic Fashion-MNIST with a learnable signal: class k is a bright horizontal bar at row 2k+4."""
+    d = tmp_path_factory.mktemp("fashion")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 600), ("t10k", 200)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, k in enumerate(labels):
+            images[i, 2 * k + 4 : 2 * k + 6, 4:24] = 250
+        write_idx(d / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(d / f"{split}-labels-idx1-ubyte.gz", labels)
+    return d
+
+
+def epoch_lines(stdout: str) -> list[tuple[float, float, float]]:
+    pattern = r"epoch (\d+), loss ([\d.]+), train acc ([\d.]+), test acc ([\d.]+), time ([\d.]+) sec"
+    return [tuple(map(float, m.groups()[1:4])) for m in re.finditer(pattern, stdout)]
+
+
+def test_train_prints_one_chapter_style_line_per_epoch(tiny_fashion_dir):
+    r = run_cli(
+        "train", "lenet", "--data-dir", str(tiny_fashion_dir), "--epochs", "2", "--batch-size", "32",
+        "--lr", "0.9", "--seed", "3",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "training on cpu(0)" in r.stdout
+    lines = epoch_lines(r.stdout)
+    assert len(lines) == 2
+    assert lines[1][0] < lines[0][0], "the loss should fall from epoch 1 to epoch 2"
+
+
+def test_limit_trains_on_the_first_n_samples(tiny_fashion_dir):
+    r = run_cli("train", "lenet", "--data-dir", str(tiny_fashion_dir), "--epochs", "1", "--limit", "64")
+    assert r.returncode == 0, r.stderr
+    assert "64 train / 64 test images" in r.stdout
+
+
+def test_progress_bar_is_drawn_on_stderr_when_asked(tiny_fashion_dir):
+    r = run_cli(
+        "train", "lenet", "--data-dir", str(tiny_fashion_dir), "--epochs", "1", "--batch-size", "100", "--progress"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "epoch 1 [" in r.stderr and "6/6 batches" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "resnet"], "unknown network 'resnet'"),
+        (["train", "lenet", "--epochs", "0"], "expected a positive int"),
+        (["train", "lenet", "--lr", "abc"], "expected a positive float"),
+        (["train", "lenet", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train", "lenet", "--width-divisor", "4"], "--width-divisor applies to VGG only"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(args, message):
+    r = run_cli(*args)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_missing_data_is_one_line_naming_the_directory_and_exit_2(tmp_path, monkeypatch, capsys):
+    from minicnn import cli
+    from minicnn.data import fashion_mnist as fm
+
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "no-mxnet"))
+    monkeypatch.setenv("MINICNN_OFFLINE", "1")
+    monkeypatch.delenv("MINICNN_DATA", raising=False)
+    assert cli.main(["train", "lenet", "--data-dir", str(empty), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(empty) in err and "dataset-fashion-mnist" in err
+
+
+def test_gpu_without_cuda_is_one_line_and_exit_2():
+    pytest.importorskip("numpy")
+    try:
+        from minicnn.backend import gpu_backend
+
+        gpu_backend()
+        pytest.skip("a CUDA device is present: this test is about machines without one")
+    except Exception:
+        pass
+    r = run_cli("train", "lenet", "--device", "gpu", "--epochs", "1")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "GPU" in r.stderr or "CUDA" in r.stderr or "CuPy" in r.stderr
