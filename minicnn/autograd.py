@@ -89,6 +89,8 @@ class Function:
     def __call__(self, *inputs) -> NDArray:
         inputs = tuple(x if isinstance(x, NDArray) else NDArray(x) for x in inputs)
         y = self.forward(*(x.data for x in inputs))
+        if isinstance(y, np.generic):  # NumPy reductions of 0-d results give scalars; .data is always an array
+            y = np.asarray(y)
         out = NDArray(y)
         if _recording and any(x._needs_grad() for x in inputs):
             self.inputs = inputs
@@ -110,8 +112,27 @@ class Function:
         """Drop the graph links and whatever forward saved for backward."""
         out = self._output()
         if out is not None:
-            out.creator = None
+            out.creator = _FREED  # not None: a later backward through `out` must fail, not skip it silently
         self.__dict__.clear()
+
+
+class _Freed(Function):
+    """Creator of an output whose graph an earlier backward() freed. Backpropagating through it raises (as
+    MXNet does) instead of treating the output as a constant, which would leave stale gradients in the leaves."""
+
+    inputs = ()
+
+    def backward(self, gy):
+        raise RuntimeError(
+            "backward(): the graph of this array was already freed by an earlier backward(); "
+            "pass retain_graph=True to that earlier backward() to backpropagate through it again"
+        )
+
+    def release(self) -> None:
+        pass
+
+
+_FREED = _Freed()
 
 
 def _unbroadcast(g, shape):
@@ -205,7 +226,11 @@ class NDArray:
         pending = {id(self.creator): seed}  # gradient w.r.t. each function's output
         leaves: dict[int, tuple[NDArray, object]] = {}
         for f in order:
-            gy = pending.pop(id(f))
+            gy = pending.pop(id(f), None)
+            if gy is None:  # every consumer returned None for this output: no gradient flows through f
+                if not retain_graph:
+                    f.release()
+                continue
             gxs = f.backward(gy)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)

@@ -26,6 +26,7 @@ def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 300) -> 
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
 
 
