@@ -5,7 +5,9 @@ write to the same memory: no atomics, and the result does not depend on the thre
 Kernels are compiled on first use for each dtype (float32, float64) and cached on disk (`cache=True`).
 
 Layout conventions (shared with the CUDA kernels, see `shapes.py`):
-- x: (N, C, H, W); cols: (N, C*KH*KW, OH*OW), row index (c*KH + i)*KW + j, column index oh*OW + ow.
+- x: (N, C, H, W); cols: (C*KH*KW, N*OH*OW), row index (c*KH + i)*KW + j, column index (n*OH + oh)*OW + ow.
+  One 2-D matrix per batch chunk, so the convolution is one large GEMM (W2 @ cols) rather than N small ones,
+  and the weight gradient (gy2 @ cols^T) sums over the batch inside the GEMM.
 - max-pool index: position h*W + w of the first maximum inside the input plane (int32).
 """
 
@@ -39,17 +41,17 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
                 row = (c * kh + i) * kw + j
                 for y in range(oh):
                     hy = y * sh - ph + i
-                    base = y * ow
+                    base = (n * oh + y) * ow
                     if hy < 0 or hy >= h_:
                         for xo in range(ow):
-                            cols[n, row, base + xo] = 0
+                            cols[row, base + xo] = 0
                         continue
                     for xo in range(ow):
                         wx = xo * sw - pw + j
                         if 0 <= wx < w_:
-                            cols[n, row, base + xo] = x[n, c, hy, wx]
+                            cols[row, base + xo] = x[n, c, hy, wx]
                         else:
-                            cols[n, row, base + xo] = 0
+                            cols[row, base + xo] = 0
 
 
 @njit(parallel=True, cache=True)
@@ -70,8 +72,9 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
                 acc = 0.0
                 for y in range(y_lo, y_hi + 1):
                     row = (c * kh + h + ph - y * sh) * kw + w + pw
+                    base = (n * oh + y) * ow
                     for xo in range(x_lo, x_hi + 1):
-                        acc += cols[n, row - xo * sw, y * ow + xo]
+                        acc += cols[row - xo * sw, base + xo]
                 dx[n, c, h, w] = acc
 
 
@@ -159,17 +162,17 @@ def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, gx):
 
 
 def im2col(x: np.ndarray, kernel, stride, pad) -> np.ndarray:
-    """x: (N, C, H, W) -> cols: (N, C*KH*KW, OH*OW); cols[n, (c,i,j), (y,x)] = x_pad[n, c, y*SH+i, x*SW+j]."""
+    """x: (N, C, H, W) -> cols: (C*KH*KW, N*OH*OW); cols[(c,i,j), (n,y,x)] = x_pad[n, c, y*SH+i, x*SW+j]."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    cols = np.empty((n, c * kh * kw, oh * ow), dtype=x.dtype)
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     _im2col(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, cols)
     return cols
 
 
 def col2im(cols: np.ndarray, x_shape, kernel, stride, pad) -> np.ndarray:
-    """Adjoint of im2col: cols (N, C*KH*KW, OH*OW) -> dx (N, C, H, W), summing overlapping windows."""
+    """Adjoint of im2col: cols (C*KH*KW, N*OH*OW) -> dx (N, C, H, W), summing overlapping windows."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
     n, c, h, w = x_shape
     oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
@@ -189,8 +192,12 @@ def max_pool_forward(x: np.ndarray, kernel, stride, pad) -> tuple[np.ndarray, np
     return y, idx
 
 
-def max_pool_backward(gy: np.ndarray, idx: np.ndarray, x_shape) -> np.ndarray:
-    """Send each window's gradient to its saved first maximum; overlapping windows add up."""
+def max_pool_backward(gy: np.ndarray, idx: np.ndarray, x_shape, kernel=None, stride=None, pad=None) -> np.ndarray:
+    """Send each window's gradient to its saved first maximum; overlapping windows add up.
+
+    The CPU scatters through idx plane by plane and needs no window geometry; the GPU backend gathers (each pixel
+    reads the windows covering it, deterministic without atomics) and does, so the ops always pass it.
+    """
     gx = np.zeros(x_shape, dtype=gy.dtype)
     _max_pool_bwd(np.ascontiguousarray(gy), idx, gx)
     return gx

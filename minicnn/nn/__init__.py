@@ -1,7 +1,7 @@
 """Gluon-like layers: `nn.Sequential().add(nn.Conv2D(6, 5, activation='sigmoid'), ...)`."""
 
 from .basic import Activation, Dense, Dropout, Flatten
-from .block import Block, HybridBlock, HybridSequential, Sequential, fresh_names
+from .block import Block, HybridBlock, HybridSequential, Sequential, fresh_names, observe
 from .conv import Conv2D
 from .parameter import Parameter, ParameterDict
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
@@ -22,4 +22,5 @@ __all__ = [
     "ParameterDict",
     "Sequential",
     "fresh_names",
+    "observe",
 ]

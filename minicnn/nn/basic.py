@@ -50,8 +50,7 @@ class Dense(Block):
         if int(units) <= 0:
             raise ValueError(f"{self.name}: units must be positive, got {units}")
         self.units = int(units)
-        self.act = ops.activation.activation_function(activation)
-        self.activation = activation
+        self.activation = ops.activation.check_activation(activation)
         self.params("weight", (self.units, int(in_units)), init=weight_initializer)
         if use_bias:
             self.params("bias", (self.units,), init=_init.create(bias_initializer))
@@ -72,8 +71,7 @@ class Dense(Block):
                 f"{w.shape[1]} (weight {w.shape})"
             )
         args = (x, w) if self.bias is None else (x, w, self.bias.data())
-        y = ops.Dense(self.name)(*args)
-        return y if self.act is None else self.act()(y)
+        return ops.Dense(self.name, self.activation)(*args)
 
     def _extra_repr(self) -> str:
         act = f", Activation({self.activation})" if self.activation else ""

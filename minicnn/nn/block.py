@@ -13,6 +13,17 @@ from ..device import Context
 from .parameter import Parameter, ParameterDict
 
 _scopes: list[defaultdict] = [defaultdict(int)]
+_observers: list = []  # objects with after(block, inputs, output), e.g. the summary's shape and FLOP counter
+
+
+@contextmanager
+def observe(observer):
+    """Call `observer.after(block, inputs, output)` after every Block call inside this context."""
+    _observers.append(observer)
+    try:
+        yield observer
+    finally:
+        _observers.remove(observer)
 
 
 @contextmanager
@@ -91,7 +102,10 @@ class Block:
         return list(self._children.values())
 
     def __call__(self, *args):
-        return self.forward(*args)
+        y = self.forward(*args)
+        for o in _observers:
+            o.after(self, args, y)
+        return y
 
     def forward(self, *args):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")

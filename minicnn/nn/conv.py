@@ -39,8 +39,7 @@ class Conv2D(Block):
         if self.channels <= 0:
             raise ValueError(f"{self.name}: channels must be positive, got {channels}")
         check_window_args(self.name, self.kernel, self.stride, self.pad)
-        self.act = ops.activation.activation_function(activation)
-        self.activation = activation
+        self.activation = ops.activation.check_activation(activation)
         self.params("weight", (self.channels, int(in_channels), *self.kernel), init=weight_initializer)
         if use_bias:
             self.params("bias", (self.channels,), init=_init.create(bias_initializer))
@@ -58,8 +57,7 @@ class Conv2D(Block):
                 f"{w.shape[1]} (weight {w.shape}); feed (N, {w.shape[1]}, H, W) or re-create the network"
             )
         args = (x, w) if self.bias is None else (x, w, self.bias.data())
-        y = ops.Conv2D(self.stride, self.pad, self.name)(*args)
-        return y if self.act is None else self.act()(y)
+        return ops.Conv2D(self.stride, self.pad, self.name, self.activation)(*args)
 
     def _extra_repr(self) -> str:
         c_in = self.weight.shape[1] or None

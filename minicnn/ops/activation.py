@@ -1,33 +1,70 @@
-"""Elementwise activations."""
+"""Elementwise activations, as Functions and as in-place helpers that Conv2D and Dense fuse into their output.
+
+Both derivatives can be computed from the output y alone, so a fused layer keeps only y (one array instead of
+the pre-activation and the activation) and saves a pass over memory in each direction.
+
+    relu:    y = max(x, 0)                   dx = gy * (y > 0)       (the subgradient at 0 is 0, as in MXNet)
+    sigmoid: y = 1 / (1 + e^-x)              dx = gy * y * (1 - y)
+
+sigmoid is computed exactly as written, like MXNet: for x < -88 (float32) e^-x overflows to inf and y becomes
+0, the right limit; (1 + tanh(x/2)) / 2 would avoid the overflow but loses all relative precision below about
+-17 (sigmoid(-20) = 2.1e-9 would come out as 0).
+"""
 
 from __future__ import annotations
+
+import numpy as np
 
 from .. import backend
 from ..autograd import Function
 
 
-class ReLU(Function):
-    """y = max(x, 0); dx = gy where y > 0, else 0 (the subgradient at 0 is 0, as in MXNet)."""
+def apply_(name: str, x):
+    """Apply activation `name` to array x in place and return it."""
+    xp = backend.of(x).xp
+    if name == "relu":
+        xp.maximum(x, 0, out=x)
+    elif name == "sigmoid":
+        xp.negative(x, out=x)
+        with np.errstate(over="ignore"):  # e^-x = inf is fine: 1 / (1 + inf) = 0
+            xp.exp(x, out=x)
+        x += 1
+        xp.reciprocal(x, out=x)
+    else:
+        raise ValueError(f"unknown activation {name!r}: use one of {sorted(ACTIVATIONS)} or None")
+    return x
+
+
+def grad(name: str, y, gy):
+    """d loss / d x of activation `name`, given its output y and d loss / d y."""
+    if name == "relu":
+        return gy * (y > 0)
+    if name == "sigmoid":
+        return gy * y * (1 - y)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class _Activation(Function):
+    kind = ""
 
     def forward(self, x):
-        self.y = backend.of(x).xp.maximum(x, 0)
+        self.y = apply_(self.kind, x.copy())
         return self.y
 
     def backward(self, gy):
-        return gy * (self.y > 0)
+        return grad(self.kind, self.y, gy)
 
 
-class Sigmoid(Function):
-    """y = 1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2 so no exp overflows; dx = gy * y * (1 - y)."""
+class ReLU(_Activation):
+    """y = max(x, 0)."""
 
-    def forward(self, x):
-        xp = backend.of(x).xp
-        half = x.dtype.type(0.5)
-        self.y = half * (xp.tanh(half * x) + 1)
-        return self.y
+    kind = "relu"
 
-    def backward(self, gy):
-        return gy * self.y * (1 - self.y)
+
+class Sigmoid(_Activation):
+    """y = 1 / (1 + e^-x)."""
+
+    kind = "sigmoid"
 
 
 def relu(x):
@@ -41,11 +78,13 @@ def sigmoid(x):
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid}
 
 
+def check_activation(name: str | None) -> str | None:
+    """The name itself if minicnn knows it (None means no activation); a clear error otherwise."""
+    if name is not None and name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}: use one of {sorted(ACTIVATIONS)} or None")
+    return name
+
+
 def activation_function(name: str | None):
-    """The Function class for an activation name (None -> None); a clear error for unknown names."""
-    if name is None:
-        return None
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}: use one of {sorted(ACTIVATIONS)} or None") from None
+    """The Function class for an activation name (None -> None)."""
+    return None if check_activation(name) is None else ACTIVATIONS[name]

@@ -2,14 +2,19 @@
 
 x: (N, C, H, W), w: (O, C, KH, KW), b: (O,)  ->  y: (N, O, OH, OW), OH = floor((H + 2*PH - KH) / SH) + 1.
 
-    y[n, o, p] = sum_k W2[o, k] * cols[n, k, p] + b[o]        W2 = w.reshape(O, C*KH*KW), cols = im2col(x)
+    cols = im2col(x)                    (C*KH*KW, N*OH*OW): column (n, p) is the input patch under output pixel p
+    y2   = W2 @ cols + b                (O, N*OH*OW), W2 = w.reshape(O, C*KH*KW); y is y2 with axes (n, o, p)
 
-Backward (gy: (N, O, OH*OW)):
-    gW2 = sum_n gy[n] @ cols[n]^T         gb = sum over n and p of gy
-    gx  = col2im(W2^T @ gy[n])            (col2im sums the overlapping windows back onto the pixels)
+Backward, with gy2 = gy laid out as (O, N*OH*OW):
+    gW2 = gy2 @ cols^T                  (the sum over the batch and the pixels happens inside the GEMM)
+    gb  = sum of gy over n and p
+    gx  = col2im(W2^T @ gy2)            (col2im sums the overlapping windows back onto the pixels)
 
-The cols buffer is (C*KH*KW) x (OH*OW) per sample; it is built for a chunk of the batch at a time so its size
-stays under IM2COL_CHUNK_BYTES, and rebuilt in backward rather than kept (it is the largest array of a CNN).
+An activation ('relu' or 'sigmoid') can be fused: it is applied to y in place, and backward turns gy into
+the pre-activation gradient from y alone, so the layer keeps one output array instead of two.
+
+The cols buffer is built for a chunk of the batch at a time so its size stays under IM2COL_CHUNK_BYTES, and
+rebuilt in backward rather than kept (it is the largest array of a CNN).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from .. import backend
 from ..autograd import Function
 from ..backend.shapes import check_window_args, window_output_shape
 from ..errors import ShapeError
+from . import activation
 
-IM2COL_CHUNK_BYTES = 64 << 20
+IM2COL_CHUNK_BYTES = 32 << 20
 
 
 def _chunks(n: int, bytes_per_sample: int):
@@ -29,16 +35,17 @@ def _chunks(n: int, bytes_per_sample: int):
 
 
 class Conv2D(Function):
-    def __init__(self, stride=(1, 1), pad=(0, 0), name: str = "conv2d"):
+    def __init__(self, stride=(1, 1), pad=(0, 0), name: str = "conv2d", act: str | None = None):
         self.stride, self.pad, self.name = tuple(stride), tuple(pad), name
+        self.act = activation.check_activation(act)
 
     def _pointwise(self) -> bool:
-        """A 1x1 kernel with stride 1 and no padding: cols is x itself, no im2col copy needed."""
+        """A 1x1 kernel with stride 1 and no padding: cols is x with its axes swapped, no im2col needed."""
         return self.kernel == (1, 1) and self.stride == (1, 1) and self.pad == (0, 0)
 
     def _cols(self, be, x):
         if self._pointwise():
-            return x.reshape(x.shape[0], x.shape[1], -1)
+            return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
         return be.im2col(x, self.kernel, self.stride, self.pad)
 
     def forward(self, x, w, b=None):
@@ -49,17 +56,20 @@ class Conv2D(Function):
             )
         be = backend.of(x)
         xp = be.xp
-        n, c, _, _ = x.shape
+        n = x.shape[0]
         o = w.shape[0]
         self.kernel = (w.shape[2], w.shape[3])
-        check_window_args(self.name, self.kernel, self.stride, self.pad)  # a stride of 0 would divide by zero
+        check_window_args(self.name, self.kernel, self.stride, self.pad)
         oh, ow = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
         w2 = w.reshape(o, -1)
         y = xp.empty((n, o, oh * ow), dtype=x.dtype)
         for s in _chunks(n, w2.shape[1] * oh * ow * x.dtype.itemsize):
-            xp.matmul(w2, self._cols(be, x[s]), out=y[s])
+            y2 = w2 @ self._cols(be, x[s])  # (O, chunk*OH*OW)
+            y[s] = y2.reshape(o, -1, oh * ow).transpose(1, 0, 2)
         if b is not None:
             y += b.reshape(1, o, 1)
+        if self.act is not None:
+            self.y = activation.apply_(self.act, y)
         self.x, self.w, self.has_bias = x, w, b is not None
         return y.reshape(n, o, oh, ow)
 
@@ -69,27 +79,29 @@ class Conv2D(Function):
         xp = be.xp
         n, o = gy.shape[0], gy.shape[1]
         gy = gy.reshape(n, o, -1)
+        if self.act is not None:
+            gy = activation.grad(self.act, self.y, gy)
         w2 = w.reshape(o, -1)
         gw2 = xp.zeros_like(w2)
         need_gx = self.needs_input_grad(0)
         gx = xp.empty_like(x) if need_gx else None
         for s in _chunks(n, w2.shape[1] * gy.shape[2] * x.dtype.itemsize):
             cols = self._cols(be, x[s])
-            # sum_n gy[n] @ cols[n]^T as one batched GEMM (tensordot would copy both operands to 2-D first)
-            gw2 += xp.matmul(gy[s], cols.transpose(0, 2, 1)).sum(axis=0)
+            gy2 = gy[s].transpose(1, 0, 2).reshape(o, -1)  # (O, chunk*OH*OW)
+            gw2 += gy2 @ cols.T
             if need_gx:
-                gcols = xp.matmul(w2.T, gy[s])
+                gcols = w2.T @ gy2
                 if self._pointwise():
-                    gx[s] = gcols.reshape(gx[s].shape)
+                    gx[s] = gcols.reshape(x.shape[1], -1, *x.shape[2:]).transpose(1, 0, 2, 3)
                 else:
                     gx[s] = be.col2im(gcols, gx[s].shape, self.kernel, self.stride, self.pad)
         gb = gy.sum(axis=(0, 2)) if self.has_bias else None
         return (gx, gw2.reshape(w.shape)) + ((gb,) if self.has_bias else ())
 
 
-def conv2d(x, weight, bias=None, stride=1, pad=0, name: str = "conv2d"):
+def conv2d(x, weight, bias=None, stride=1, pad=0, name: str = "conv2d", act: str | None = None):
     """Functional form: x (N, C, H, W), weight (O, C, KH, KW), bias (O,) or None -> (N, O, OH, OW)."""
     from ..backend.shapes import pair
 
-    f = Conv2D(pair(stride, "stride"), pair(pad, "padding"), name)
+    f = Conv2D(pair(stride, "stride"), pair(pad, "padding"), name, act)
     return f(x, weight) if bias is None else f(x, weight, bias)

@@ -2,17 +2,20 @@
 
 x: (N, ...) is flattened to (N, K); w: (U, K); b: (U,)  ->  y = x @ w^T + b : (N, U)
 Backward: gx = gy @ w (reshaped to x's shape), gw = gy^T @ x, gb = sum_n gy.
+An activation can be fused as in Conv2D: applied to y in place, undone in backward from y alone.
 """
 
 from __future__ import annotations
 
 from ..autograd import Function
 from ..errors import ShapeError
+from . import activation
 
 
 class Dense(Function):
-    def __init__(self, name: str = "dense"):
+    def __init__(self, name: str = "dense", act: str | None = None):
         self.name = name
+        self.act = activation.check_activation(act)
 
     def forward(self, x, w, b=None):
         x2 = x.reshape(x.shape[0], -1)
@@ -25,14 +28,18 @@ class Dense(Function):
         y = x2 @ w.T
         if b is not None:
             y += b
+        if self.act is not None:
+            self.y = activation.apply_(self.act, y)
         return y
 
     def backward(self, gy):
+        if self.act is not None:
+            gy = activation.grad(self.act, self.y, gy)
         gx = (gy @ self.w).reshape(self.x_shape) if self.needs_input_grad(0) else None
         gw = gy.T @ self.x2
         return (gx, gw) + ((gy.sum(axis=0),) if self.has_bias else ())
 
 
-def dense(x, weight, bias=None, name: str = "dense"):
-    f = Dense(name)
+def dense(x, weight, bias=None, name: str = "dense", act: str | None = None):
+    f = Dense(name, act)
     return f(x, weight) if bias is None else f(x, weight, bias)

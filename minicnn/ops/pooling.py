@@ -37,7 +37,7 @@ class MaxPool2D(_Pool):
         return y
 
     def backward(self, gy):
-        return backend.of(gy).max_pool_backward(gy, self.idx, self.x_shape)
+        return backend.of(gy).max_pool_backward(gy, self.idx, self.x_shape, self.kernel, self.stride, self.pad)
 
 
 class AvgPool2D(_Pool):

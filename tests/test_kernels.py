@@ -1,0 +1,306 @@
+"""The CPU window kernels against slow, obvious NumPy references, plus MXNet's pooling rules as spec tests.
+
+Layouts (minicnn/backend/cpu.py): cols (C*KH*KW, N*OH*OW) with row (c*KH + i)*KW + j and column (n*OH + y)*OW + x;
+max-pool index = h*W + w of the window's first maximum inside the (unpadded) input plane.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from conftest import distinct_values, float_dtypes, window_cases
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import minicnn as mc
+from minicnn import autograd, ops
+from minicnn.backend import cpu
+from minicnn.backend.shapes import out_size
+
+
+# ---- references: loops over output positions, nothing clever --------------------------------------------
+def ref_out_hw(h, w, kernel, stride, pad):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def ref_im2col(x, kernel, stride, pad):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x.shape
+    oh, ow = ref_out_hw(h, w, kernel, stride, pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.zeros((n, c * kh * kw, oh * ow), dtype=x.dtype)
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                for y in range(oh):
+                    for xo in range(ow):
+                        cols[:, (ci * kh + i) * kw + j, y * ow + xo] = xp[:, ci, y * sh + i, xo * sw + j]
+    return cols.transpose(1, 0, 2).reshape(c * kh * kw, n * oh * ow)  # one column per (sample, output pixel)
+
+
+def ref_col2im(cols, x_shape, kernel, stride, pad):
+    """Scatter-add every column entry back onto the padded image, then cut the padding off."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x_shape
+    oh, ow = ref_out_hw(h, w, kernel, stride, pad)
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    cols = cols.reshape(c * kh * kw, n, oh * ow).transpose(1, 0, 2)  # (N, C*KH*KW, OH*OW)
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                for y in range(oh):
+                    for xo in range(ow):
+                        xp[:, ci, y * sh + i, xo * sw + j] += cols[:, (ci * kh + i) * kw + j, y * ow + xo]
+    return xp[:, :, ph : ph + h, pw : pw + w]
+
+
+def ref_max_pool(x, kernel, stride, pad):
+    """Padding is -inf; np.argmax over the row-major window returns the FIRST maximum."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x.shape
+    oh, ow = ref_out_hw(h, w, kernel, stride, pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    y = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    idx = np.zeros((n, c, oh, ow), dtype=np.int64)
+    for a in range(n):
+        for b in range(c):
+            for r in range(oh):
+                for s in range(ow):
+                    window = xp[a, b, r * sh : r * sh + kh, s * sw : s * sw + kw]
+                    k = int(np.argmax(window))
+                    i, j = divmod(k, kw)
+                    y[a, b, r, s] = window[i, j]
+                    idx[a, b, r, s] = (r * sh + i - ph) * w + (s * sw + j - pw)
+    return y, idx
+
+
+def ref_max_pool_backward(gy, idx, x_shape):
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    n, c, oh, ow = gy.shape
+    w = x_shape[3]
+    for a in range(n):
+        for b in range(c):
+            for r in range(oh):
+                for s in range(ow):
+                    hh, ww = divmod(int(idx[a, b, r, s]), w)
+                    gx[a, b, hh, ww] += gy[a, b, r, s]
+    return gx
+
+
+def ref_avg_pool(x, kernel, stride, pad):
+    """Zero padding, divided by the full window area (count_include_pad)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x.shape
+    oh, ow = ref_out_hw(h, w, kernel, stride, pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = np.zeros((n, c, oh, ow), dtype=np.float64)
+    for r in range(oh):
+        for s in range(ow):
+            y[:, :, r, s] = xp[:, :, r * sh : r * sh + kh, s * sw : s * sw + kw].sum(axis=(2, 3)) / (kh * kw)
+    return y
+
+
+def ref_avg_pool_backward(gy, x_shape, kernel, stride, pad):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    n, c, h, w = x_shape
+    gxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=np.float64)
+    for r in range(gy.shape[2]):
+        for s in range(gy.shape[3]):
+            gxp[:, :, r * sh : r * sh + kh, s * sw : s * sw + kw] += gy[:, :, r, s, None, None] / (kh * kw)
+    return gxp[:, :, ph : ph + h, pw : pw + w]
+
+
+def tolerance(dtype) -> dict:
+    return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+
+
+def rand(shape, dtype, seed) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+SEEDS = st.integers(0, 2**32 - 1)
+
+
+def window(shape, kernel, stride, pad) -> dict:
+    return {"shape": shape, "kernel": kernel, "stride": stride, "pad": pad}
+
+
+# Edge cases every run checks, whatever hypothesis draws (all valid for pooling too: pad < kernel).
+EDGE_CASES = [
+    window((1, 1, 3, 3), (3, 5), (1, 1), (0, 1)),  # kernel == padded input: a single output pixel
+    window((2, 1, 7, 6), (2, 2), (3, 4), (0, 0)),  # stride > kernel: some pixels are in no window
+    window((1, 1, 5, 8), (2, 3), (2, 1), (1, 2)),  # batch 1, one channel, non-square everything
+    window((3, 2, 1, 1), (1, 1), (1, 1), (0, 0)),  # 1x1 input and kernel
+]
+
+
+def with_edge_cases(test, **extra):
+    """Add each edge case as an explicit hypothesis example, in both float dtypes."""
+    for case in EDGE_CASES:
+        for dtype in (np.float32, np.float64):
+            test = example(case=case, dtype=dtype, seed=0, **extra)(test)
+    return test
+
+
+# ---- im2col / col2im -----------------------------------------------------------------------------------
+@settings(max_examples=150)
+@given(case=window_cases(), dtype=float_dtypes, seed=SEEDS)
+@with_edge_cases
+def test_im2col_matches_the_reference(case, dtype, seed):
+    x = rand(case["shape"], dtype, seed)
+    cols = cpu.im2col(x, case["kernel"], case["stride"], case["pad"])
+    assert cols.dtype == dtype
+    np.testing.assert_array_equal(cols, ref_im2col(x, case["kernel"], case["stride"], case["pad"]))
+
+
+@settings(max_examples=150)
+@given(case=window_cases(), dtype=float_dtypes, seed=SEEDS)
+@with_edge_cases
+def test_col2im_matches_the_reference_scatter_add(case, dtype, seed):
+    k, s, p = case["kernel"], case["stride"], case["pad"]
+    n, c, h, w = case["shape"]
+    oh, ow = ref_out_hw(h, w, k, s, p)
+    cols = rand((c * k[0] * k[1], n * oh * ow), dtype, seed)
+    dx = cpu.col2im(cols, case["shape"], k, s, p)
+    assert dx.dtype == dtype and dx.shape == case["shape"]
+    np.testing.assert_allclose(dx, ref_col2im(cols, case["shape"], k, s, p), **tolerance(dtype))
+
+
+@settings(max_examples=150)
+@given(case=window_cases(), dtype=float_dtypes, seed=SEEDS)
+@with_edge_cases
+def test_col2im_is_the_adjoint_of_im2col(case, dtype, seed):
+    # <im2col(x), c> == <x, col2im(c)> for all x, c: exactly what conv backward needs from col2im.
+    k, s, p = case["kernel"], case["stride"], case["pad"]
+    x = rand(case["shape"], np.float64, seed)
+    cols_shape = cpu.im2col(x, k, s, p).shape
+    c = rand(cols_shape, np.float64, seed + 1)
+    lhs = np.vdot(cpu.im2col(x.astype(dtype), k, s, p).astype(np.float64), c)
+    rhs = np.vdot(x, cpu.col2im(c.astype(dtype), case["shape"], k, s, p).astype(np.float64))
+    scale = np.abs(x).sum() * np.abs(c).max() * max(k[0] * k[1], 1)
+    np.testing.assert_allclose(lhs, rhs, rtol=0, atol=scale * (1e-5 if dtype == np.float32 else 1e-13))
+
+
+def test_im2col_layout_of_a_small_example():
+    # 1x1x3x3 image 0..8, 2x2 kernel, stride 1: column (y, x) holds the window at (y, x) in row-major order.
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    cols = cpu.im2col(x, (2, 2), (1, 1), (0, 0))
+    np.testing.assert_array_equal(cols, [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]])
+
+
+# ---- max pooling ---------------------------------------------------------------------------------------
+@settings(max_examples=150)
+@given(case=window_cases(pool=True), dtype=float_dtypes, seed=SEEDS, small_ints=st.booleans())
+@functools.partial(with_edge_cases, small_ints=True)
+def test_max_pool_forward_index_and_backward_match_the_reference(case, dtype, seed, small_ints):
+    # small_ints draws values from {-2..2}: many ties, so the first-maximum rule is exercised too.
+    gen = np.random.default_rng(seed)
+    x = (gen.integers(-2, 3, case["shape"]) if small_ints else gen.standard_normal(case["shape"])).astype(dtype)
+    k, s, p = case["kernel"], case["stride"], case["pad"]
+    y, idx = cpu.max_pool_forward(x, k, s, p)
+    ry, ridx = ref_max_pool(x, k, s, p)
+    assert y.dtype == dtype and idx.dtype == np.int32
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+    gy = gen.standard_normal(y.shape).astype(dtype)
+    gx = cpu.max_pool_backward(gy, idx, x.shape)
+    assert gx.dtype == dtype
+    np.testing.assert_allclose(gx, ref_max_pool_backward(gy, ridx, x.shape), **tolerance(dtype))
+
+
+def test_max_pool_with_padding_never_picks_the_padding():
+    # All inputs negative: a zero-padded implementation would return 0 at the border windows.
+    x = -1.0 - np.arange(25.0).reshape(1, 1, 5, 5)
+    y, idx = cpu.max_pool_forward(x, (3, 3), (1, 1), (1, 1))
+    assert (y < 0).all()
+    np.testing.assert_array_equal(y, ref_max_pool(x, (3, 3), (1, 1), (1, 1))[0])
+    assert y[0, 0, 0, 0] == -1.0  # top-left window holds x[0,0] = -1, x[0,1], x[1,0], x[1,1] and padding
+    assert ((idx >= 0) & (idx < 25)).all()
+
+
+def test_max_pool_backward_sends_a_tied_windows_gradient_to_its_first_maximum():
+    x = mc.ones((1, 1, 4, 4), dtype="float64")
+    x.attach_grad()
+    with autograd.record():
+        y = ops.max_pool2d(x, 2, 2)
+    y.backward()
+    expected = np.zeros((4, 4))
+    expected[[0, 0, 2, 2], [0, 2, 0, 2]] = 1.0
+    np.testing.assert_array_equal(x.grad.asnumpy()[0, 0], expected)
+
+
+@pytest.mark.parametrize(("stride", "out", "covering_windows"), [(1, 3, 9), (2, 2, 4)])
+def test_overlapping_max_pool_windows_accumulate_their_gradients(stride, out, covering_windows):
+    # 5x5 input whose maximum sits in the centre: every 3x3 window covers the centre (9 windows at stride 1,
+    # 4 at stride 2), so the centre collects all their gradients.
+    x_np = distinct_values((1, 1, 5, 5), np.random.default_rng(0))
+    x_np[0, 0, 2, 2] = 10.0
+    x = mc.array(x_np, dtype="float64")
+    x.attach_grad()
+    with autograd.record():
+        y = ops.max_pool2d(x, 3, stride)
+    assert y.shape == (1, 1, out, out)
+    y.backward()
+    g = x.grad.asnumpy()[0, 0]
+    assert g[2, 2] == covering_windows
+    assert g.sum() == covering_windows  # nothing went anywhere else
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_overlapping_max_pool_backward_matches_the_reference_with_padding(stride):
+    x = distinct_values((2, 3, 7, 6), np.random.default_rng(1))
+    y, idx = cpu.max_pool_forward(x, (3, 3), (stride, stride), (1, 1))
+    gy = np.random.default_rng(2).standard_normal(y.shape)
+    ry, ridx = ref_max_pool(x, (3, 3), (stride, stride), (1, 1))
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_allclose(cpu.max_pool_backward(gy, idx, x.shape), ref_max_pool_backward(gy, ridx, x.shape))
+
+
+# ---- average pooling -----------------------------------------------------------------------------------
+@settings(max_examples=150)
+@given(case=window_cases(pool=True), dtype=float_dtypes, seed=SEEDS)
+@with_edge_cases
+def test_avg_pool_forward_and_backward_match_the_reference(case, dtype, seed):
+    k, s, p = case["kernel"], case["stride"], case["pad"]
+    x = rand(case["shape"], dtype, seed)
+    y = cpu.avg_pool_forward(x, k, s, p)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, ref_avg_pool(x, k, s, p), **tolerance(dtype))
+    gy = rand(y.shape, dtype, seed + 1)
+    gx = cpu.avg_pool_backward(gy, x.shape, k, s, p)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    np.testing.assert_allclose(gx, ref_avg_pool_backward(gy, x.shape, k, s, p), **tolerance(dtype))
+
+
+def test_avg_pool_counts_padding_in_the_denominator():
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    y = cpu.avg_pool_forward(x, (3, 3), (2, 2), (1, 1))
+    assert y.shape == (1, 1, 3, 3)
+    assert y[0, 0, 0, 0] == pytest.approx((0 + 1 + 5 + 6) / 9)  # 1.3333, not the 3.0 of count_include_pad=False
+    assert y[0, 0, 1, 1] == pytest.approx(x[0, 0, 1:4, 1:4].mean())  # an interior window: the plain mean
+    np.testing.assert_allclose(y, ref_avg_pool(x, (3, 3), (2, 2), (1, 1)))
+
+
+# ---- output size ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "pad", "expected"),
+    [(5, 2, 2, 0, 2), (6, 3, 2, 0, 2), (7, 3, 2, 1, 4), (28, 5, 1, 0, 24), (224, 11, 4, 0, 54), (4, 4, 1, 0, 1)],
+)
+def test_output_size_rounds_down(size, kernel, stride, pad, expected):
+    assert out_size(size, kernel, stride, pad) == expected
+    x = np.zeros((1, 1, size, size))
+    if pad < kernel:
+        assert cpu.max_pool_forward(x, (kernel,) * 2, (stride,) * 2, (pad,) * 2)[0].shape[2:] == (expected,) * 2
+        assert cpu.avg_pool_forward(x, (kernel,) * 2, (stride,) * 2, (pad,) * 2).shape[2:] == (expected,) * 2
+    assert cpu.im2col(x, (kernel,) * 2, (stride,) * 2, (pad,) * 2).shape[1] == expected * expected  # N = 1
+
+
+def test_kernels_accept_non_contiguous_inputs():
+    x = np.random.default_rng(3).standard_normal((2, 3, 6, 5)).transpose(1, 0, 2, 3)  # a strided view
+    np.testing.assert_array_equal(cpu.im2col(x, (2, 3), (1, 2), (1, 0)), ref_im2col(x, (2, 3), (1, 2), (1, 0)))
+    np.testing.assert_array_equal(
+        cpu.max_pool_forward(x, (2, 2), (2, 2), (0, 0))[0], ref_max_pool(x, (2, 2), (2, 2), (0, 0))[0]
+    )
