@@ -401,6 +401,8 @@ OPS_FOR_DTYPE = {
     "avg_pool2d": (lambda x: ops.avg_pool2d(x, 3, 2, 1), [(2, 3, 5, 5)]),
     "global_avg_pool2d": (ops.global_avg_pool2d, [(2, 3, 5, 5)]),
     "dense": (ops.dense, [(2, 3, 2, 2), (5, 12), (5,)]),
+    "conv2d + fused sigmoid": (lambda x, w, b: ops.conv2d(x, w, b, act="sigmoid"), [(2, 1, 3, 3), (2, 1, 2, 2), (2,)]),
+    "dense + fused relu": (lambda x, w, b: ops.dense(x, w, b, act="relu"), [(2, 6), (3, 6), (3,)]),
     "concat": (lambda a, b: ops.concat(a, b, dim=1), [(2, 3, 2), (2, 1, 2)]),
     "softmax cross-entropy": (lambda z: ops.softmax_cross_entropy(z, mc.array([0, 2])), [(2, 3)]),
 }

@@ -13,7 +13,7 @@ import contextlib
 import numpy as np
 import pytest
 from conftest import distinct_values, window_cases
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
@@ -88,26 +88,43 @@ def conv_inputs(case, out_channels, bias, seed):
     return [x, weight] + ([gen.standard_normal(out_channels)] if bias else [])
 
 
-def conv_fn(case):
-    return lambda x, w, b=None: ops.conv2d(x, w, b, stride=case["stride"], pad=case["pad"])
+def conv_fn(case, act=None):
+    return lambda x, w, b=None: ops.conv2d(x, w, b, stride=case["stride"], pad=case["pad"], act=act)
+
+
+ACTS = {None: lambda v: v, "relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v))}
 
 
 @settings(max_examples=60)
-@given(case=window_cases(max_kernel=3, max_extra=3), out_channels=st.integers(1, 3), bias=st.booleans(), seed=SEEDS)
-def test_conv2d_gradients(case, out_channels, bias, seed):
-    check_gradients(conv_fn(case), conv_inputs(case, out_channels, bias, seed), seed=seed)
+@given(
+    case=window_cases(max_kernel=3, max_extra=3),
+    out_channels=st.integers(1, 3),
+    bias=st.booleans(),
+    act=st.sampled_from(list(ACTS)),
+    seed=SEEDS,
+)
+def test_conv2d_gradients_with_and_without_a_fused_activation(case, out_channels, bias, act, seed):
+    inputs = conv_inputs(case, out_channels, bias, seed)
+    if act == "relu":  # keep every pre-activation farther from relu's kink than a perturbation can move it
+        assume(np.abs(conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()).min() > 1e-4)
+    check_gradients(conv_fn(case, act), inputs, seed=seed)
 
 
 @settings(max_examples=100)
-@given(case=window_cases(), out_channels=st.integers(1, 4), bias=st.booleans(), seed=SEEDS)
-def test_conv2d_forward_matches_direct_convolution_and_the_floor_shape_rule(case, out_channels, bias, seed):
+@given(
+    case=window_cases(), out_channels=st.integers(1, 4), bias=st.booleans(), act=st.sampled_from(list(ACTS)), seed=SEEDS
+)
+def test_conv2d_forward_matches_direct_convolution_and_the_floor_shape_rule(case, out_channels, bias, act, seed):
     x, w, *b = conv_inputs(case, out_channels, bias, seed)
-    y = conv_fn(case)(*(f64(v) for v in [x, w, *b]))
+    y = conv_fn(case, act)(*(f64(v) for v in [x, w, *b]))
     (kh, kw), (sh, sw), (ph, pw) = case["kernel"], case["stride"], case["pad"]
     n, _, h, wd = case["shape"]
     assert y.shape == (n, out_channels, (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
     np.testing.assert_allclose(
-        y.asnumpy(), ref_conv(x, w, b[0] if b else None, case["stride"], case["pad"]), rtol=1e-10, atol=1e-10
+        y.asnumpy(),
+        ACTS[act](ref_conv(x, w, b[0] if b else None, case["stride"], case["pad"])),
+        rtol=1e-10,
+        atol=1e-10,
     )
 
 
@@ -170,16 +187,18 @@ def test_global_avg_pool2d_gradients_and_values(shape, seed):
 
 
 # ---- dense, activations, reshaping --------------------------------------------------------------------
+@pytest.mark.parametrize("act", list(ACTS))
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("x_shape", [(3, 4), (2, 3, 2, 2)])
-def test_dense_gradients_with_inputs_flattened(x_shape, bias):
+def test_dense_gradients_with_inputs_flattened_and_an_optional_fused_activation(x_shape, bias, act):
     gen = np.random.default_rng(1)
     k = int(np.prod(x_shape[1:]))
     inputs = [gen.standard_normal(x_shape), gen.standard_normal((5, k))] + ([gen.standard_normal(5)] if bias else [])
-    check_gradients(ops.dense, inputs)
-    y = ops.dense(*(f64(v) for v in inputs)).asnumpy()
-    expected = inputs[0].reshape(x_shape[0], -1) @ inputs[1].T + (inputs[2] if bias else 0)
-    np.testing.assert_allclose(y, expected, rtol=1e-12)
+    pre = inputs[0].reshape(x_shape[0], -1) @ inputs[1].T + (inputs[2] if bias else 0)
+    assert np.abs(pre).min() > 1e-3  # fixed data, far from relu's kink
+    check_gradients(lambda *xs: ops.dense(*xs, act=act), inputs)
+    y = ops.dense(*(f64(v) for v in inputs), act=act).asnumpy()
+    np.testing.assert_allclose(y, ACTS[act](pre), rtol=1e-12)
 
 
 def test_relu_gradients_away_from_zero():

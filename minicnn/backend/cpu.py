@@ -36,46 +36,48 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
     for nc in prange(n_ * c_):
         n = nc // c_
         c = nc % c_
-        for i in range(kh):
-            for j in range(kw):
+        for j in range(kw):
+            # output columns xo whose tap j lands inside the image: 0 <= xo*sw - pw + j < w_
+            x_lo = min(ow, max(0, (pw - j + sw - 1) // sw))
+            x_hi = max(x_lo, min(ow, (w_ - 1 + pw - j) // sw + 1))
+            for i in range(kh):
                 row = (c * kh + i) * kw + j
                 for y in range(oh):
                     hy = y * sh - ph + i
                     base = (n * oh + y) * ow
                     if hy < 0 or hy >= h_:
-                        for xo in range(ow):
-                            cols[row, base + xo] = 0
+                        cols[row, base : base + ow] = 0
                         continue
-                    for xo in range(ow):
-                        wx = xo * sw - pw + j
-                        if 0 <= wx < w_:
-                            cols[row, base + xo] = x[n, c, hy, wx]
-                        else:
-                            cols[row, base + xo] = 0
+                    cols[row, base : base + x_lo] = 0
+                    for xo in range(x_lo, x_hi):  # branch-free copy of the interior
+                        cols[row, base + xo] = x[n, c, hy, xo * sw - pw + j]
+                    cols[row, base + x_hi : base + ow] = 0
 
 
 @njit(parallel=True, cache=True)
 def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
-    # Gather: each input pixel sums the columns whose window covers it (deterministic, no races).
-    # Pixel row h is tap i = h + ph - y*sh of output row y; 0 <= i < kh gives the range of y below
-    # (ceil((h+ph-kh+1)/sh) = (h+ph-kh)//sh + 1), so the inner loops visit only the covering windows.
+    # The adjoint of _im2col: every column entry is added back onto the pixel it was copied from.
+    # Each parallel iteration owns one (n, c) plane of dx, so the scatter has no races, and the order of the
+    # additions is fixed, so the result is deterministic. (The CUDA kernel gathers instead: one thread per
+    # pixel summing the windows that cover it, since thousands of threads cannot share a plane.)
     n_, c_, h_, w_ = dx.shape
     for nc in prange(n_ * c_):
         n = nc // c_
         c = nc % c_
-        for h in range(h_):
-            y_lo = max(0, (h + ph - kh) // sh + 1)
-            y_hi = min((h + ph) // sh, oh - 1)
-            for w in range(w_):
-                x_lo = max(0, (w + pw - kw) // sw + 1)
-                x_hi = min((w + pw) // sw, ow - 1)
-                acc = 0.0
-                for y in range(y_lo, y_hi + 1):
-                    row = (c * kh + h + ph - y * sh) * kw + w + pw
+        plane = dx[n, c]
+        plane[:, :] = 0
+        for j in range(kw):
+            x_lo = min(ow, max(0, (pw - j + sw - 1) // sw))
+            x_hi = max(x_lo, min(ow, (w_ - 1 + pw - j) // sw + 1))
+            for i in range(kh):
+                row = (c * kh + i) * kw + j
+                for y in range(oh):
+                    hy = y * sh - ph + i
+                    if hy < 0 or hy >= h_:
+                        continue
                     base = (n * oh + y) * ow
-                    for xo in range(x_lo, x_hi + 1):
-                        acc += cols[row - xo * sw, base + xo]
-                dx[n, c, h, w] = acc
+                    for xo in range(x_lo, x_hi):
+                        plane[hy, xo * sw - pw + j] += cols[row, base + xo]
 
 
 @njit(parallel=True, cache=True)
