@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,14 @@ def save(path, net, meta: dict, trainer=None) -> Path:
     return path
 
 
+# What reading a damaged or foreign file can raise, from the zip layer, the decompressor or NumPy's .npy parser.
+# (A pickled object array raises ValueError because of allow_pickle=False: it is refused, never unpickled.)
+_READ_ERRORS = (
+    OSError, ValueError, KeyError, EOFError, TypeError, OverflowError, NotImplementedError, RuntimeError,
+    zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error,
+)  # fmt: skip
+
+
 def load(path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(meta, parameters by name, optimizer states by name) from a checkpoint; DataError for anything else."""
     path = Path(path)
@@ -62,12 +72,16 @@ def load(path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
             opt = {k[4:]: archive[k] for k in names if k.startswith("opt/")}
     except DataError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError) as exc:
-        raise DataError(f"{path} is not a readable minicnn checkpoint ({type(exc).__name__}: {exc})") from None
+    except MemoryError:  # an array header that declares more elements than could ever fit
+        raise DataError(f"{path} is not a readable minicnn checkpoint (it declares an impossibly big array)") from None
+    except _READ_ERRORS as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise DataError(f"{path} is not a readable minicnn checkpoint ({detail})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DataError(
-            f"{path} is not a minicnn checkpoint (format {meta.get('format') if isinstance(meta, dict) else meta!r})"
-        )
+        shown = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DataError(f"{path} is not a minicnn checkpoint (format {shown!r}, expected {FORMAT!r})")
+    if not isinstance(meta.get("network"), str) or not isinstance(meta.get("settings"), dict):
+        raise DataError(f"{path} is a damaged minicnn checkpoint (its meta lacks the network name or settings)")
     return meta, params, opt
 
 
@@ -82,6 +96,8 @@ def apply(path, net, params: dict[str, np.ndarray]) -> None:
             "load it with the network and settings it was trained with"
         )
     for name, p in own.items():
+        if params[name].dtype.kind != "f":
+            raise DataError(f"{path}: parameter {name} holds {params[name].dtype} values, not floating point")
         if tuple(params[name].shape) != tuple(p.shape):
             raise DataError(
                 f"{path}: parameter {name} has shape {tuple(params[name].shape)} in the checkpoint but "

@@ -1,6 +1,8 @@
 """Command line: `python -m minicnn train lenet [--device cpu|gpu|auto] [--epochs N] ...`.
 
 User errors (unknown network, bad number, missing data, no GPU) print one line and exit with status 2.
+A training loss that becomes NaN or infinite prints one line and exits 1; Ctrl-C during training saves a
+checkpoint to continue from (`train ... --resume PATH`) and exits 130.
 """
 
 from __future__ import annotations
@@ -8,7 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -67,9 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_positive(float), help="learning rate; default: the chapter's")
     t.add_argument("--resize", type=_positive(int), help="image side after resizing; default: the chapter's")
     t.add_argument("--seed", type=int, help="seed for initialisation, shuffling and dropout (default: random)")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    t.add_argument("--save", metavar="PATH", help="write the trained parameters to PATH (.npz)")
-    t.add_argument("--log", metavar="PATH", help="write one JSON line per epoch to PATH")
+    t.add_argument("--dtype", choices=["float32", "float64"], help="default: float32")
+    t.add_argument(
+        "--save", metavar="PATH",
+        help="write the parameters and training state to PATH (.npz) after every epoch, atomically",
+    )  # fmt: skip
+    t.add_argument(
+        "--resume", metavar="PATH",
+        help="continue the run saved in PATH (by --save or Ctrl-C) exactly where it stopped; --epochs may extend it",
+    )  # fmt: skip
+    t.add_argument(
+        "--log", metavar="PATH",
+        help="write one JSON line per epoch to PATH (loss, accuracies, seconds, images/s, and the mean batch loss "
+        "of the epoch's first and last tenth of batches)",
+    )  # fmt: skip
     t.add_argument("--plot", metavar="PATH", help="draw the training curves into PATH (.png; needs matplotlib)")
     bar = t.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the bar")
@@ -83,6 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="output shape, parameters and FLOPs of every layer")
     _add_network_options(s)
     s.add_argument("--input-size", type=_positive(int), help="image side (default: the chapter's resize, or 28)")
+
+    w = sub.add_parser("show", help="pictures of the first filters and of every conv/pool layer's feature maps")
+    w.add_argument("network", type=_network_name, help=f"one of: {', '.join(models.REGISTRY)}")
+    w.add_argument("--load", metavar="PATH", required=True, help="checkpoint written by train --save")
+    w.add_argument("--index", type=int, default=0, help="which test image (default 0)")
+    w.add_argument("--out", metavar="DIR", help="directory for the PNG files (default ./show-NETWORK)")
+    w.add_argument("--data-dir", help="directory with the four Fashion-MNIST .gz files")
+    w.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default cpu)")
+
+    f = sub.add_parser("profile", help="forward and backward time and FLOPs of every layer for one training step")
+    _add_network_options(f)
+    f.add_argument("--batch-size", type=_positive(int), help="default: the chapter's (LeNet 256, others 128)")
+    f.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default cpu)")
+    f.add_argument("--input-size", type=_positive(int), help="image side (default: the chapter's resize, or 28)")
+    f.add_argument("--dtype", choices=["float32", "float64"], help="default: float32")
+    f.add_argument("--steps", type=_positive(int), default=3, help="timed steps after the warm-up (median shown)")
     return parser
 
 
@@ -100,7 +132,7 @@ def _settings(args) -> dict:
         "lr": getattr(args, "lr", None) or spec.lr,
         "resize": getattr(args, "resize", None) or spec.resize,
         "options": options,
-        "dtype": getattr(args, "dtype", "float32"),
+        "dtype": getattr(args, "dtype", None) or "float32",
     }
 
 
@@ -124,10 +156,6 @@ def build_network(settings: dict, ctx=None):
     return net
 
 
-def _checkpoint_meta(settings: dict, **extra) -> dict:
-    return {"network": settings["network"], "settings": settings, **extra}
-
-
 def make_loaders(data, settings: dict, ctx, seed, limit=None):
     """Train and test loaders over data already on the device; resizing happens per batch."""
     from .data import Compose, DataLoader, Resize, ToTensor
@@ -144,11 +172,11 @@ def make_loaders(data, settings: dict, ctx, seed, limit=None):
     return train_iter, test_iter
 
 
-def _load_data(args):
+def _load_data(args, data_dir=None):
     from .data import load_fashion_mnist
 
     # MINICNN_OFFLINE=1: never try the download mirrors (tests, air-gapped machines)
-    return load_fashion_mnist(args.data_dir, download=os.environ.get("MINICNN_OFFLINE") != "1")
+    return load_fashion_mnist(data_dir or args.data_dir, download=os.environ.get("MINICNN_OFFLINE") != "1")
 
 
 def _device(args):
@@ -159,37 +187,132 @@ def _device(args):
     return ctx
 
 
+class _StopOnCtrlC:
+    """While training runs, the first Ctrl-C (SIGINT) only asks it to stop after the current step (train_ch5 then
+    raises Interrupted, and the caller saves a checkpoint); a second Ctrl-C interrupts at once, as usual.
+
+    Test hook: MINICNN_TEST_INTERRUPT_AFTER=K makes this process send itself a real SIGINT at the K-th stop check
+    (train_ch5 checks after every step and at the end of every epoch), so a test can interrupt at a known point.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.checks = 0
+        self.interrupt_after = int(os.environ.get("MINICNN_TEST_INTERRUPT_AFTER") or 0)
+        self.previous = None
+
+    def __enter__(self):
+        # Python lets only the main thread set handlers, and a SIGINT that was ignored (nohup) stays ignored.
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "minicnn: stopping after this step to save the training state (Ctrl-C again to quit without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __call__(self) -> bool:
+        self.checks += 1
+        if self.checks == self.interrupt_after:
+            signal.raise_signal(signal.SIGINT)  # runs _on_sigint before returning
+        return self.requested
+
+
+def _resume_point(args):
+    """(meta, params, optimizer state) of the checkpoint to resume, checked against the command line."""
+    from . import checkpoint
+
+    meta, params, opt = checkpoint.load(args.resume)
+    if meta["network"] != args.network:
+        raise UserError(f"{args.resume} is a checkpoint of {meta['network']!r}, not {args.network!r}")
+    if not isinstance(meta.get("train"), dict):
+        raise UserError(f"{args.resume} holds parameters but no training state to resume (use it with eval or show)")
+    saved = meta["settings"]
+    given = {
+        "--lr": (args.lr, saved.get("lr")), "--batch-size": (args.batch_size, saved.get("batch_size")),
+        "--resize": (args.resize, saved.get("resize")), "--dtype": (args.dtype, saved.get("dtype")),
+        "--width-divisor": (args.width_divisor, saved.get("options", {}).get("width_divisor")),
+        "--seed": (args.seed, meta.get("seed")), "--limit": (args.limit, meta.get("limit")),
+    }  # fmt: skip
+    for flag, (value, theirs) in given.items():
+        if value is not None and value != theirs:
+            raise UserError(
+                f"--resume continues {args.resume} with the settings it was started with: {flag} {value} differs "
+                f"from its {theirs}; leave {flag} out"
+            )
+    return meta, params, opt
+
+
 def cmd_train(args) -> int:
     from . import checkpoint, random
+    from .errors import DataError
     from .optim import Trainer
-    from .train import train_ch5
+    from .train import Diverged, Interrupted, TrainState, train_ch5
 
-    settings = _settings(args)
+    resumed = _resume_point(args) if args.resume else None
+    if resumed is not None:
+        meta = resumed[0]
+        settings = dict(meta["settings"], epochs=args.epochs or meta["settings"]["epochs"])
+        seed, limit, data_dir = meta.get("seed"), meta.get("limit"), args.data_dir or meta.get("data_dir")
+        save_path = args.save or meta.get("save")
+    else:
+        settings = _settings(args)
+        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+        limit, data_dir, save_path = args.limit, args.data_dir, args.save
     ctx = _device(args)
     if args.plot:
         from .plot import require_matplotlib
 
         require_matplotlib()  # fail before training, not after it
-    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
     random.seed(seed)
-    train_iter, test_iter = make_loaders(_load_data(args), settings, ctx, seed, args.limit)
+    train_iter, test_iter = make_loaders(_load_data(args, data_dir), settings, ctx, seed, limit)
     net = build_network(settings, ctx)
     trainer = Trainer(net.collect_params(), "sgd", {"learning_rate": settings["lr"]})
+    state = None
+    if resumed is not None:
+        meta, params, opt = resumed
+        checkpoint.apply(args.resume, net, params)
+        trainer.load_state_dict(opt)
+        try:
+            state = TrainState.from_json(meta["train"], ctx)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{args.resume} has a damaged training state ({type(exc).__name__}: {exc})") from None
+        if state.epoch > settings["epochs"]:
+            raise UserError(
+                f"{args.resume} has finished all {state.epoch - 1} epochs; pass --epochs N (more than "
+                f"{state.epoch - 1}) to train further"
+            )
     print(
         f"{settings['network']}: {settings['epochs']} epochs, batch {settings['batch_size']}, lr {settings['lr']}, "
         f"resize {settings['resize'] or 28}, {train_iter.num_samples} train / {test_iter.num_samples} test images, "
-        f"seed {seed}",
+        f"seed {seed}"
+        + (f"; resuming {args.resume} at epoch {state.epoch} after batch {state.batch}" if state else ""),
         flush=True,
     )
-    log_file = open(args.log, "w") if args.log else None  # noqa: SIM115 - closed below
-    results = []
+    # A resumed run appends to its log, so one file holds the whole run.
+    log_file = open(args.log, "a" if state else "w") if args.log else None  # noqa: SIM115 - closed below
+    results = list(state.results) if state else []
+    saved_epochs = []  # epochs whose end this run wrote to save_path
 
     def on_epoch(r) -> None:
         results.append(r)
         if log_file:
+            first, last = r.edge_losses(0.1)  # the loss within the epoch: its first and last tenth of batches
             record = {
                 "epoch": r.epoch, "loss": r.loss, "train_acc": r.train_acc, "test_acc": r.test_acc,
                 "seconds": r.seconds, "images_per_sec": r.images_per_sec,
+                "first_batches_loss": first, "last_batches_loss": last,
             }  # fmt: skip
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
@@ -198,17 +321,55 @@ def cmd_train(args) -> int:
 
             training_curves(results, args.plot, title=f"{settings['network']} on Fashion-MNIST")
 
+    def meta_for(st: TrainState) -> dict:
+        return {
+            "network": settings["network"], "settings": settings, "seed": seed, "limit": limit,
+            "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "save": save_path,
+            "epochs_done": st.epoch - 1, "test_acc": results[-1].test_acc if results else None,
+            "train": st.to_json(),
+        }  # fmt: skip
+
+    def on_state(st: TrainState) -> None:
+        # After every good epoch, so a later divergence or crash leaves the last good epoch on disk.
+        if save_path:
+            checkpoint.save(save_path, net, meta_for(st), trainer)
+            saved_epochs.append(st.epoch - 1)
+
     try:
-        train_ch5(
-            net, train_iter, test_iter, settings["batch_size"], trainer, ctx, settings["epochs"],
-            progress=args.progress, log=lambda line: print(line, flush=True), on_epoch=on_epoch,
-        )  # fmt: skip
+        with _StopOnCtrlC() as stop:
+            train_ch5(
+                net, train_iter, test_iter, settings["batch_size"], trainer, ctx, settings["epochs"],
+                progress=args.progress, log=lambda line: print(line, flush=True), on_epoch=on_epoch,
+                state=state, stop=stop, on_state=on_state,
+            )  # fmt: skip
+    except Interrupted as exc:
+        st = exc.state
+        path = save_path or f"minicnn-{settings['network']}-interrupted.npz"
+        checkpoint.save(path, net, meta_for(st), trainer)
+        print(
+            f"minicnn: interrupted in epoch {st.epoch} after batch {st.batch}; saved the training state to {path}; "
+            f"continue with: python -m minicnn train {settings['network']} --resume {path}",
+            file=sys.stderr,
+        )
+        return 130
+    except Diverged as exc:
+        if saved_epochs:
+            kept = f"{save_path} keeps epoch {saved_epochs[-1]}"
+        elif save_path:
+            kept = f"{save_path} was not written"
+        else:
+            kept = "nothing was saved"
+        print(
+            f"minicnn: training diverged: {exc}; {kept}; "
+            f"try a smaller learning rate (e.g. --lr {settings['lr'] / 10:g})",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         if log_file:
             log_file.close()
-    if args.save:
-        meta = _checkpoint_meta(settings, seed=seed, epochs_done=len(results), test_acc=results[-1].test_acc)
-        print(f"saved {checkpoint.save(args.save, net, meta)}")
+    if save_path:
+        print(f"saved {save_path}")
     return 0
 
 
@@ -247,7 +408,58 @@ def cmd_summary(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "summary": cmd_summary}
+def cmd_show(args) -> int:
+    from . import checkpoint
+    from .plot import require_matplotlib
+    from .show import write_pictures
+
+    require_matplotlib()  # fail before loading anything
+    meta, params, _ = checkpoint.load(args.load)
+    if meta["network"] != args.network:
+        raise UserError(f"{args.load} is a checkpoint of {meta['network']!r}, not {args.network!r}")
+    settings = meta["settings"]
+    ctx = _device(args)
+    net = build_network(settings, ctx)
+    checkpoint.apply(args.load, net, params)
+    _, _, test_x, test_y = _load_data(args)
+    if not 0 <= args.index < len(test_x):
+        last = len(test_x) - 1
+        raise UserError(f"--index {args.index} is out of range: the test set has {len(test_x)} images (0 to {last})")
+    out = Path(args.out or f"show-{args.network}")
+    paths = write_pictures(net, settings, test_x[args.index], int(test_y[args.index]), args.index, out, ctx)
+    print(f"wrote {len(paths)} pictures to {out}/: {', '.join(p.name for p in paths)}")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from . import random
+    from .optim import Trainer
+    from .profile import format_profile, profile, random_batch
+
+    settings = _settings(args)
+    ctx = _device(args)
+    side = args.input_size or settings["resize"] or 28
+    settings["resize"] = side
+    random.seed(0)
+    try:
+        net = build_network(settings, ctx)
+    except ValueError as exc:  # e.g. an input too small for the network's kernels
+        raise UserError(f"{settings['network']} at {side}x{side}: {exc}") from None
+    trainer = Trainer(net.collect_params(), "sgd", {"learning_rate": settings["lr"]})
+    bs = settings["batch_size"]
+    X, y = random_batch(bs, side, settings["dtype"], ctx)
+    print(
+        f"{settings['network']} on {ctx}: one training step, batch {bs}, input {X.shape} {settings['dtype']}; "
+        f"median of {args.steps} steps after 1 warm-up step",
+        flush=True,
+    )
+    print(format_profile(profile(net, X, y, trainer, ctx.backend.synchronize, steps=args.steps), bs))
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train, "eval": cmd_eval, "summary": cmd_summary, "show": cmd_show, "profile": cmd_profile,
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

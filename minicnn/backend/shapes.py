@@ -5,19 +5,33 @@ One place for the arithmetic, so the numba and CUDA kernels cannot disagree on i
 
 from __future__ import annotations
 
+import operator
+
 
 def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
     """Output length along one axis, MXNet's "valid" convention: floor((size + 2*pad - kernel) / stride) + 1."""
     return (size + 2 * pad - kernel) // stride + 1
 
 
+def integer(v, name: str = "value") -> int:
+    """v as an int; ValueError for anything that is not a whole number type (2.5, "3", None): truncating it
+    would quietly build another layer than the one asked for."""
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {v!r}") from None
+
+
 def pair(v, name: str = "value") -> tuple[int, int]:
-    """`3` -> (3, 3); `(3, 5)` -> (3, 5)."""
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
+    """`3` -> (3, 3); `(3, 5)` -> (3, 5); ValueError for anything else."""
+    try:
+        if isinstance(v, (tuple, list)):
+            if len(v) != 2:
+                raise TypeError
+            return operator.index(v[0]), operator.index(v[1])
+        return operator.index(v), operator.index(v)
+    except TypeError:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}") from None
 
 
 def window_output_shape(

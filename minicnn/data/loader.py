@@ -57,12 +57,28 @@ class DataLoader:
         return (self.num_samples + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        # Draw the epoch's order now (not lazily at the first next()), so each iter() call is one epoch.
-        order = self._rng.permutation(self.num_samples) if self.shuffle else None
-        return self._batches(order)
+        return self.epoch()
 
-    def _batches(self, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
-        for start in range(0, self.num_samples, self.batch_size):
+    def epoch(self, start_batch: int = 0) -> Iterator[tuple[Any, Any]]:
+        """One epoch's batches, beginning at batch `start_batch` (0-based); the order is drawn as `iter()` draws it.
+
+        With `set_state(state)` of the epoch's start, `epoch(k)` gives exactly the batches k, k+1, ... that the
+        interrupted epoch would have given (how `train --resume` continues in the middle of an epoch).
+        """
+        # Draw the epoch's order now (not lazily at the first next()), so each call is one epoch.
+        order = self._rng.permutation(self.num_samples) if self.shuffle else None
+        return self._batches(order, start_batch * self.batch_size)
+
+    def get_state(self) -> dict:
+        """The shuffling generator's state (JSON-serialisable), for checkpoints."""
+        return self._rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        """Restore a state from `get_state()`: the next epochs are drawn in the same orders as they were then."""
+        self._rng.bit_generator.state = state
+
+    def _batches(self, order: np.ndarray | None, first: int = 0) -> Iterator[tuple[Any, Any]]:
+        for start in range(first, self.num_samples, self.batch_size):
             stop = min(start + self.batch_size, self.num_samples)
             if order is None:
                 index: Any = slice(start, stop)  # a view, no copy

@@ -7,6 +7,7 @@ import math
 from .. import init as _init
 from .. import ops
 from ..autograd import NDArray
+from ..backend.shapes import integer
 from ..errors import ShapeError
 from .block import Block
 
@@ -47,11 +48,11 @@ class Dense(Block):
         prefix: str | None = None,
     ):
         super().__init__(prefix)
-        if int(units) <= 0:
+        self.units = integer(units, f"{self.name}: units")
+        if self.units <= 0:
             raise ValueError(f"{self.name}: units must be positive, got {units}")
-        self.units = int(units)
         self.activation = ops.activation.check_activation(activation)
-        self.params("weight", (self.units, int(in_units)), init=weight_initializer)
+        self.params("weight", (self.units, integer(in_units, f"{self.name}: in_units")), init=weight_initializer)
         if use_bias:
             self.params("bias", (self.units,), init=_init.create(bias_initializer))
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import init as _init
 from .. import ops
-from ..backend.shapes import check_window_args, pair
+from ..backend.shapes import check_window_args, integer, pair
 from ..errors import ShapeError
 from .basic import check_input, require_initialized
 from .block import Block
@@ -32,15 +32,16 @@ class Conv2D(Block):
         prefix: str | None = None,
     ):
         super().__init__(prefix)
-        self.channels = int(channels)
-        self.kernel = pair(kernel_size, "kernel_size")
-        self.stride = pair(strides, "strides")
-        self.pad = pair(padding, "padding")
+        self.channels = integer(channels, f"{self.name}: channels")
+        self.kernel = pair(kernel_size, f"{self.name}: kernel_size")
+        self.stride = pair(strides, f"{self.name}: strides")
+        self.pad = pair(padding, f"{self.name}: padding")
         if self.channels <= 0:
             raise ValueError(f"{self.name}: channels must be positive, got {channels}")
         check_window_args(self.name, self.kernel, self.stride, self.pad)
         self.activation = ops.activation.check_activation(activation)
-        self.params("weight", (self.channels, int(in_channels), *self.kernel), init=weight_initializer)
+        c_in = integer(in_channels, f"{self.name}: in_channels")
+        self.params("weight", (self.channels, c_in, *self.kernel), init=weight_initializer)
         if use_bias:
             self.params("bias", (self.channels,), init=_init.create(bias_initializer))
         else:

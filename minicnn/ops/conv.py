@@ -14,12 +14,13 @@ An activation ('relu' or 'sigmoid') can be fused: it is applied to y in place, a
 the pre-activation gradient from y alone, so the layer keeps one output array instead of two.
 
 The cols buffer is built for a chunk of the batch at a time so its size stays under IM2COL_CHUNK_BYTES, and
-rebuilt in backward rather than kept (it is the largest array of a CNN).
+rebuilt in backward rather than kept (it is the largest array of a CNN) - unless the whole batch fits in one
+chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (LeNet's case).
 """
 
 from __future__ import annotations
 
-from .. import backend
+from .. import autograd, backend
 from ..autograd import Function
 from ..backend.shapes import check_window_args, window_output_shape
 from ..errors import ShapeError
@@ -63,9 +64,12 @@ class Conv2D(Function):
         oh, ow = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
         w2 = w.reshape(o, -1)
         y = xp.empty((n, o, oh * ow), dtype=x.dtype)
-        for s in _chunks(n, w2.shape[1] * oh * ow * x.dtype.itemsize):
-            y2 = w2 @ self._cols(be, x[s])  # (O, chunk*OH*OW)
+        chunks = list(_chunks(n, w2.shape[1] * oh * ow * x.dtype.itemsize))
+        for s in chunks:
+            cols = self._cols(be, x[s])
+            y2 = w2 @ cols  # (O, chunk*OH*OW)
             y[s] = y2.reshape(o, -1, oh * ow).transpose(1, 0, 2)
+        self.cols = cols if len(chunks) == 1 and autograd.is_recording() else None
         if b is not None:
             y += b.reshape(1, o, 1)
         if self.act is not None:
@@ -82,13 +86,14 @@ class Conv2D(Function):
         if self.act is not None:
             gy = activation.grad(self.act, self.y, gy)
         w2 = w.reshape(o, -1)
-        gw2 = xp.zeros_like(w2)
+        gw2 = None
         need_gx = self.needs_input_grad(0)
         gx = xp.empty_like(x) if need_gx else None
         for s in _chunks(n, w2.shape[1] * gy.shape[2] * x.dtype.itemsize):
-            cols = self._cols(be, x[s])
+            cols = self.cols if self.cols is not None else self._cols(be, x[s])
             gy2 = gy[s].transpose(1, 0, 2).reshape(o, -1)  # (O, chunk*OH*OW)
-            gw2 += gy2 @ cols.T
+            part = gy2 @ cols.T
+            gw2 = part if gw2 is None else gw2 + part
             if need_gx:
                 gcols = w2.T @ gy2
                 if self._pointwise():

@@ -15,9 +15,9 @@ from ..errors import ShapeError
 
 class _Pool(Function):
     def __init__(self, kernel, stride=None, pad=0, name: str = "pool"):
-        self.kernel = pair(kernel, "pool_size")
-        self.stride = self.kernel if stride is None else pair(stride, "strides")
-        self.pad = pair(pad, "padding")
+        self.kernel = pair(kernel, f"{name}: pool_size")
+        self.stride = self.kernel if stride is None else pair(stride, f"{name}: strides")
+        self.pad = pair(pad, f"{name}: padding")
         self.name = name
         check_window_args(name, self.kernel, self.stride, self.pad)
         if self.pad[0] >= self.kernel[0] or self.pad[1] >= self.kernel[1]:
