@@ -53,7 +53,6 @@ def run_mxnet(epochs: int, seed: int) -> dict:
     from mxnet import autograd, gluon, init, nd
     from mxnet.gluon import data as gdata
     from mxnet.gluon import loss as gloss
-    from mxnet.gluon import nn
 
     from minicnn.data import load_fashion_mnist
 
@@ -65,16 +64,9 @@ def run_mxnet(epochs: int, seed: int) -> dict:
     test_ds = gdata.ArrayDataset(nd.array(test_x[..., None], dtype="uint8"), test_y.astype("float32"))
     train_iter = gdata.DataLoader(train_ds.transform_first(to_tensor), 256, shuffle=True, num_workers=workers)
     test_iter = gdata.DataLoader(test_ds.transform_first(to_tensor), 256, shuffle=False, num_workers=workers)
-    net = nn.Sequential()
-    net.add(
-        nn.Conv2D(channels=6, kernel_size=5, activation="sigmoid"),
-        nn.MaxPool2D(pool_size=2, strides=2),
-        nn.Conv2D(channels=16, kernel_size=5, activation="sigmoid"),
-        nn.MaxPool2D(pool_size=2, strides=2),
-        nn.Dense(120, activation="sigmoid"),
-        nn.Dense(84, activation="sigmoid"),
-        nn.Dense(10),
-    )
+    from reference.gluon_models import lenet  # the chapter's listing, 16 channels in the second conv
+
+    net = lenet()
     ctx = mx.cpu()
     net.initialize(force_reinit=True, ctx=ctx, init=init.Xavier())
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.9})

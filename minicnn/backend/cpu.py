@@ -35,7 +35,8 @@ xp = np
 def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
     # One parallel iteration per row (c, i, j) of cols: it writes its row from left to right, sample after
     # sample, so every thread streams through memory (a plane-per-iteration order wrote C*KH*KW short runs far
-    # apart and was 2.5x slower on LeNet's conv1).
+    # apart and was 2.5x slower on LeNet's conv1). With stride 1 the interior of each output row is one slice
+    # copy, which numba turns into a vectorised loop (2.5-3.7x faster than indexing element by element).
     n_, c_, h_, w_ = x.shape
     p_ = oh * ow
     for row in prange(c_ * kh * kw):
@@ -45,20 +46,22 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
         # output columns xo whose tap j lands inside the image: 0 <= xo*sw - pw + j < w_
         x_lo = min(ow, max(0, (pw - j + sw - 1) // sw))
         x_hi = max(x_lo, min(ow, (w_ - 1 + pw - j) // sw + 1))
+        out = cols[row]
         for n in range(n_):
+            plane = x[n, c]
             for y in range(oh):
                 hy = y * sh - ph + i
                 base = n * p_ + y * ow
-                if hy < 0 or hy >= h_:
-                    for xo in range(ow):
-                        cols[row, base + xo] = 0
+                if hy < 0 or hy >= h_:  # the window row lies in the padding
+                    out[base : base + ow] = 0
                     continue
-                for xo in range(x_lo):
-                    cols[row, base + xo] = 0
-                for xo in range(x_lo, x_hi):  # branch-free copy of the interior
-                    cols[row, base + xo] = x[n, c, hy, xo * sw - pw + j]
-                for xo in range(x_hi, ow):
-                    cols[row, base + xo] = 0
+                out[base : base + x_lo] = 0
+                if sw == 1:
+                    out[base + x_lo : base + x_hi] = plane[hy, x_lo - pw + j : x_hi - pw + j]
+                else:
+                    for xo in range(x_lo, x_hi):
+                        out[base + xo] = plane[hy, xo * sw - pw + j]
+                out[base + x_hi : base + ow] = 0
 
 
 @njit(parallel=True, cache=True)
