@@ -383,6 +383,8 @@ def cmd_eval(args) -> int:
     settings = dict(meta["settings"])
     if args.batch_size:
         settings["batch_size"] = args.batch_size
+    if args.width_divisor is not None:  # build the network asked for; apply() rejects parameters of another width
+        settings["options"] = {**settings["options"], **_settings(args)["options"]}
     ctx = _device(args)
     net = build_network(settings, ctx)
     checkpoint.apply(args.load, net, params)

@@ -83,15 +83,19 @@ class Conv2D(Function):
         xp = be.xp
         n, o = gy.shape[0], gy.shape[1]
         gy = gy.reshape(n, o, -1)
-        if self.act is not None:
-            gy = activation.grad(self.act, self.y, gy)
         w2 = w.reshape(o, -1)
-        gw2 = None
+        gw2 = gb = None
         need_gx = self.needs_input_grad(0)
         gx = xp.empty_like(x) if need_gx else None
         for s in _chunks(n, w2.shape[1] * gy.shape[2] * x.dtype.itemsize):
             cols = self.cols if self.cols is not None else self._cols(be, x[s])
-            gy2 = gy[s].transpose(1, 0, 2).reshape(o, -1)  # (O, chunk*OH*OW)
+            # The activation's gradient is taken chunk by chunk, just before the chunk's GEMMs: for the whole
+            # batch at once it would be one more array the size of the layer's output (1.5 GiB for VGG-11's
+            # first convolution at batch 128, at the very end of backward when that output is still held).
+            g = gy[s] if self.act is None else activation.grad(self.act, self.y[s], gy[s])
+            if self.has_bias:
+                gb = g.sum(axis=(0, 2)) if gb is None else gb + g.sum(axis=(0, 2))
+            gy2 = g.transpose(1, 0, 2).reshape(o, -1)  # (O, chunk*OH*OW)
             part = gy2 @ cols.T
             gw2 = part if gw2 is None else gw2 + part
             if need_gx:
@@ -100,7 +104,6 @@ class Conv2D(Function):
                     gx[s] = gcols.reshape(x.shape[1], -1, *x.shape[2:]).transpose(1, 0, 2, 3)
                 else:
                     gx[s] = be.col2im(gcols, gx[s].shape, self.kernel, self.stride, self.pad)
-        gb = gy.sum(axis=(0, 2)) if self.has_bias else None
         return (gx, gw2.reshape(w.shape)) + ((gb,) if self.has_bias else ())
 
 

@@ -28,16 +28,30 @@ class _Pool(Function):
         self.x_shape = x.shape
 
 
+# Largest argmax index MaxPool2D keeps from forward to backward; a larger one is recomputed in backward.
+KEEP_INDEX_BYTES = 32 << 20
+
+
 class MaxPool2D(_Pool):
-    """y[n,c,i,j] = max over the window of x (padding is -inf); saves the index of the first maximum."""
+    """y[n,c,i,j] = max over the window of x (padding is -inf); backward needs the index of each first maximum.
+
+    The int32 index is as large as y. Small ones are kept. A large one (VGG-11's first pool at batch 128: 0.4 GiB,
+    its five pools 0.7 GiB) is not: the op keeps x instead - no extra memory, as the graph already holds x as its
+    link to the layer before - and backward runs the same forward kernel on the same x again, which gives the
+    same index, for a fraction of the time of the convolutions around it. (x must not change in between; nothing
+    in minicnn writes into a recorded array.)
+    """
 
     def forward(self, x):
         self._check(x)
-        y, self.idx = backend.of(x).max_pool_forward(x, self.kernel, self.stride, self.pad)
+        y, idx = backend.of(x).max_pool_forward(x, self.kernel, self.stride, self.pad)
+        self.idx, self.x = (idx, None) if idx.nbytes <= KEEP_INDEX_BYTES else (None, x)
         return y
 
     def backward(self, gy):
-        return backend.of(gy).max_pool_backward(gy, self.idx, self.x_shape, self.kernel, self.stride, self.pad)
+        be = backend.of(gy)
+        idx = self.idx if self.idx is not None else be.max_pool_forward(self.x, self.kernel, self.stride, self.pad)[1]
+        return be.max_pool_backward(gy, idx, self.x_shape, self.kernel, self.stride, self.pad)
 
 
 class AvgPool2D(_Pool):

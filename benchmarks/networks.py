@@ -1,0 +1,336 @@
+"""Training throughput of the chapter's five networks in minicnn and in MXNet 1.9.1 (and PyTorch where installed).
+
+    ./dev python benchmarks/networks.py [--networks lenet,alexnet,...] [--steps 3] [--warmup 1] [--threads N]
+
+Each (framework, network) pair runs in its own process - minicnn in .venv, MXNet in .venv-ref, PyTorch in
+--torch-python when `import torch` works there - so every peak RSS belongs to one network. A process builds the
+chapter's network (Xavier initialisation), then runs --warmup untimed and --steps timed SGD steps (forward under
+autograd.record, loss summed over the batch, backward, trainer.step(batch)) on one fixed batch of random images
+and labels at the chapter's input size and batch size; throughput does not depend on the values. MXNet is
+asynchronous, so its step ends with nd.waitall(). Reported: images per second from the median step time, and
+the process's peak resident memory (ru_maxrss).
+
+Networks: lenet (28x28, batch 256), alexnet (224, 128), vgg11 (full width, 224, batch 32: batch 128 needs
+~6 GiB and minutes per step), vgg11-div4 (the book's small VGG, channels / 4, 224, 128), nin (224, 128),
+googlenet (96, 128). --batch-size and --resize override every network's, for a quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (registry network, builder options, input side, batch size)
+CASES = {
+    "lenet": ("lenet", {}, 28, 256),
+    "alexnet": ("alexnet", {}, 224, 128),
+    "vgg11": ("vgg11", {"width_divisor": 1}, 224, 32),
+    "vgg11-div4": ("vgg11", {"width_divisor": 4}, 224, 128),
+    "nin": ("nin", {}, 224, 128),
+    "googlenet": ("googlenet", {}, 96, 128),
+}
+LR = {"lenet": 0.9, "alexnet": 0.01, "vgg11": 0.05, "nin": 0.1, "googlenet": 0.1}
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_steps(step, warmup: int, steps: int) -> list[float]:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def random_batch(batch: int, side: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return rng.random((batch, 1, side, side), dtype=np.float32), rng.integers(0, 10, batch).astype(np.float32)
+
+
+# ---- workers: one network in one framework, in this process ---------------------------------------------
+def run_minicnn(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import minicnn as mc
+    from minicnn import autograd, init, models, random
+    from minicnn.device import parse
+    from minicnn.loss import SoftmaxCrossEntropyLoss
+
+    random.seed(0)
+    ctx = parse(device)
+    net = models.get(name).build(classes=10, **options)
+    net.initialize(ctx=ctx, init=init.Xavier())
+    trainer = mc.Trainer(net.collect_params(), "sgd", {"learning_rate": LR[name]})
+    loss = SoftmaxCrossEntropyLoss()
+    x, y = random_batch(batch, side)
+    X, Y = mc.array(x).as_in_context(ctx), mc.array(y).as_in_context(ctx)
+
+    def step():
+        with autograd.record():
+            l = loss(net(X), Y).sum()
+        l.backward()
+        trainer.step(batch)
+        ctx.backend.synchronize()  # a GPU step is only over when its kernels are
+
+    return {"step_sec": time_steps(step, warmup, steps), "device": str(ctx)}
+
+
+def run_mxnet(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import mxnet as mx
+    from mxnet import autograd, gluon, init, nd
+    from mxnet.gluon import loss as gloss
+
+    from reference import gluon_models
+
+    mx.random.seed(0)
+    net = gluon_models.build(name, classes=10, **options)
+    net.initialize(init=init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR[name]})
+    loss = gloss.SoftmaxCrossEntropyLoss()
+    x, y = random_batch(batch, side)
+    X, Y = nd.array(x), nd.array(y)
+
+    def step():
+        with autograd.record():
+            l = loss(net(X), Y).sum()
+        l.backward()
+        trainer.step(batch)
+        nd.waitall()  # MXNet queues the work; the step is over when the engine is idle
+
+    return {"step_sec": time_steps(step, warmup, steps), "device": "cpu"}
+
+
+def torch_network(name: str, options: dict):
+    """The chapter's networks in PyTorch (input channels given explicitly, PyTorch has no deferred shapes)."""
+    import torch
+    from torch import nn
+
+    def conv(c_in, c_out, k, s=1, p=0):
+        return [nn.Conv2d(c_in, c_out, k, s, p), nn.ReLU()]
+
+    class Inception(nn.Module):
+        def __init__(self, c_in, c1, c2, c3, c4):
+            super().__init__()
+            self.p1 = nn.Sequential(*conv(c_in, c1, 1))
+            self.p2 = nn.Sequential(*conv(c_in, c2[0], 1), *conv(c2[0], c2[1], 3, p=1))
+            self.p3 = nn.Sequential(*conv(c_in, c3[0], 1), *conv(c3[0], c3[1], 5, p=2))
+            self.p4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), *conv(c_in, c4, 1))
+
+        def forward(self, x):
+            return torch.cat([self.p1(x), self.p2(x), self.p3(x), self.p4(x)], dim=1)
+
+    def dense_head(n_in):
+        return [nn.Flatten(), nn.Linear(n_in, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
+                nn.Dropout(0.5), nn.Linear(4096, 10)]  # fmt: skip
+
+    if name == "lenet":
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.Sigmoid(), nn.MaxPool2d(2, 2), nn.Conv2d(6, 16, 5), nn.Sigmoid(),
+            nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(256, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
+            nn.Linear(84, 10),
+        )  # fmt: skip
+    if name == "alexnet":
+        return nn.Sequential(
+            *conv(1, 96, 11, 4), nn.MaxPool2d(3, 2), *conv(96, 256, 5, p=2), nn.MaxPool2d(3, 2),
+            *conv(256, 384, 3, p=1), *conv(384, 384, 3, p=1), *conv(384, 256, 3, p=1), nn.MaxPool2d(3, 2),
+            *dense_head(256 * 5 * 5),
+        )  # fmt: skip
+    if name == "vgg11":
+        layers, c_in = [], 1
+        for num_convs, channels in ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)):
+            for _ in range(num_convs):
+                layers += conv(c_in, channels // options["width_divisor"], 3, p=1)
+                c_in = channels // options["width_divisor"]
+            layers.append(nn.MaxPool2d(2, 2))
+        return nn.Sequential(*layers, *dense_head(c_in * 7 * 7))
+    if name == "nin":
+
+        def block(c_in, c, k, s, p):
+            return [*conv(c_in, c, k, s, p), *conv(c, c, 1), *conv(c, c, 1)]
+
+        return nn.Sequential(
+            *block(1, 96, 11, 4, 0), nn.MaxPool2d(3, 2), *block(96, 256, 5, 1, 2), nn.MaxPool2d(3, 2),
+            *block(256, 384, 3, 1, 1), nn.MaxPool2d(3, 2), nn.Dropout(0.5), *block(384, 10, 3, 1, 1),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+    if name == "googlenet":
+        return nn.Sequential(
+            *conv(1, 64, 7, 2, 3), nn.MaxPool2d(3, 2, 1),
+            *conv(64, 64, 1), *conv(64, 192, 3, p=1), nn.MaxPool2d(3, 2, 1),
+            Inception(192, 64, (96, 128), (16, 32), 32), Inception(256, 128, (128, 192), (32, 96), 64),
+            nn.MaxPool2d(3, 2, 1),
+            Inception(480, 192, (96, 208), (16, 48), 64), Inception(512, 160, (112, 224), (24, 64), 64),
+            Inception(512, 128, (128, 256), (24, 64), 64), Inception(512, 112, (144, 288), (32, 64), 64),
+            Inception(528, 256, (160, 320), (32, 128), 128), nn.MaxPool2d(3, 2, 1),
+            Inception(832, 256, (160, 320), (32, 128), 128), Inception(832, 384, (192, 384), (48, 128), 128),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, 10),
+        )  # fmt: skip
+    raise ValueError(name)
+
+
+def run_torch(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
+    net = torch_network(name, options)
+    for m in net.modules():  # Xavier (uniform) weights and zero biases, as the chapter's init.Xavier()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.xavier_uniform_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    net.train()
+    # reduction="sum" and lr / batch: the chapter's summed loss with trainer.step(batch_size)
+    opt = torch.optim.SGD(net.parameters(), lr=LR[name] / batch)
+    loss = torch.nn.CrossEntropyLoss(reduction="sum")
+    x, y = random_batch(batch, side)
+    X, Y = torch.from_numpy(x), torch.from_numpy(y).long()
+
+    def step():
+        opt.zero_grad()
+        loss(net(X), Y).backward()
+        opt.step()
+
+    return {"step_sec": time_steps(step, warmup, steps), "device": "cpu"}
+
+
+WORKERS = {"minicnn": run_minicnn, "mxnet": run_mxnet, "torch": run_torch}
+
+
+def worker(args) -> None:
+    name, options, side, batch = case_settings(args.case, args)
+    result = WORKERS[args.worker](name, options, side, batch, args.warmup, args.steps, args.device)
+    result.update(batch=batch, side=side, peak_rss_mib=peak_rss_mib())
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ---- driver ----------------------------------------------------------------------------------------------
+def case_settings(case: str, args) -> tuple[str, dict, int, int]:
+    name, options, side, batch = CASES[case]
+    return name, options, args.resize or side, args.batch_size or batch
+
+
+def launch(framework: str, python: str, case: str, args) -> dict | None:
+    cmd = [python, __file__, "--worker", framework, "--case", case, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--device", args.device]  # fmt: skip
+    if args.batch_size:
+        cmd += ["--batch-size", str(args.batch_size)]
+    if args.resize:
+        cmd += ["--resize", str(args.resize)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **dict.fromkeys(THREAD_VARS, str(args.threads)))
+    print(f"  running {case} in {framework} ...", file=sys.stderr, flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+    print(f"  {framework} {case}: failed ({' | '.join(tail)})", file=sys.stderr)
+    return None
+
+
+def importable(python: str, module: str) -> bool:
+    if not python or not Path(python).exists():
+        return False
+    probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def versions(python: str, modules: str) -> str:
+    code = f"import importlib; print(' '.join(m + ' ' + importlib.import_module(m).__version__ for m in {modules!r}))"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "?"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def img_per_sec(r: dict | None) -> float | None:
+    return r["batch"] / statistics.median(r["step_sec"]) if r else None
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--networks", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per network (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (numba compilation, MKLDNN set-up)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS/OpenMP/numba threads per process")
+    p.add_argument("--batch-size", type=int, help="override every network's batch size (quick runs)")
+    p.add_argument("--resize", type=int, help="override every network's input side (quick runs)")
+    p.add_argument("--device", default="cpu", help="minicnn's device (MXNet and PyTorch run on the CPU)")
+    p.add_argument("--minicnn-python", default=str(ROOT / ".venv/bin/python"))
+    p.add_argument("--mxnet-python", default=str(ROOT / ".venv-ref/bin/python"))
+    p.add_argument("--torch-python", default="", help="a Python with torch installed, for a PyTorch column")
+    p.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
+    p.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    cases = [c.strip() for c in args.networks.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown network(s) {unknown}; choose from {', '.join(CASES)}")
+    frameworks = {"minicnn": args.minicnn_python, "mxnet": args.mxnet_python}
+    if importable(args.torch_python, "torch"):
+        frameworks["torch"] = args.torch_python
+    print(f"# {' '.join(['python', 'benchmarks/networks.py', *sys.argv[1:]])}")
+    print(
+        f"# {cpu_model()}, {os.cpu_count()} cores, {args.threads} threads per process; "
+        f"minicnn: {versions(args.minicnn_python, ('numpy', 'numba'))}; "
+        f"MXNet: {versions(args.mxnet_python, ('mxnet', 'numpy'))}"
+        + (f"; PyTorch: {versions(args.torch_python, ('torch',))}" if "torch" in frameworks else "")
+    )
+    print(f"# {args.warmup} warm-up + {args.steps} timed steps; images/s from the median step time")
+    results = {}
+    for case in cases:
+        for fw, python in frameworks.items():
+            results[case, fw] = launch(fw, python, case, args)
+    torch_cols = "torch" in frameworks
+    head = "| network | batch | input | minicnn img/s | MXNet img/s | minicnn / MXNet |"
+    head += " PyTorch img/s |" if torch_cols else ""
+    head += " minicnn peak RSS MiB | MXNet peak RSS MiB |" + (" PyTorch peak RSS MiB |" if torch_cols else "")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for case in cases:
+        _, _, side, batch = case_settings(case, args)
+        m, x = results[case, "minicnn"], results[case, "mxnet"]
+        t = results.get((case, "torch"))
+        mi, xi = img_per_sec(m), img_per_sec(x)
+        row = f"| {case} | {batch} | {side}x{side} | {fmt(mi, '.1f')} | {fmt(xi, '.1f')} | "
+        row += f"{fmt(mi / xi if mi and xi else None, '.2f')} |"
+        row += f" {fmt(img_per_sec(t), '.1f')} |" if torch_cols else ""
+        row += f" {fmt(m and m['peak_rss_mib'], '.0f')} | {fmt(x and x['peak_rss_mib'], '.0f')} |"
+        row += f" {fmt(t and t['peak_rss_mib'], '.0f')} |" if torch_cols else ""
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
