@@ -36,10 +36,10 @@ class Trainer:
         for p in self.params:
             var = p.data()
             w, g = var.data, var.grad.data
-            if self.wd:
-                g = g * rescale + self.wd * w
-            else:
-                g = g * rescale
+            if not (self.wd or self.momentum):  # plain SGD, the chapter's case: one temporary, not two
+                w -= (self.learning_rate * rescale) * g
+                continue
+            g = g * rescale + self.wd * w if self.wd else g * rescale
             if self.momentum:
                 v = self.states.get(p.name)
                 if v is None:

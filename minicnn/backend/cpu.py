@@ -14,7 +14,9 @@ Layout conventions (shared with the CUDA kernels, see `shapes.py`):
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 
 import numba
 import numpy as np
@@ -26,6 +28,28 @@ from .shapes import out_size
 # 'omp' vs 2.5 ms with 'workqueue' on 2 cores); the simple workqueue layer is enough for plane-parallel loops.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+
+
+def _reuse_freed_memory() -> None:
+    """Let glibc hand freed arrays of up to 32 MiB back to the next allocation instead of returning them to the OS.
+
+    Every training step allocates and frees the same large arrays (im2col buffers, activations). By default glibc
+    maps each one fresh from the OS and unmaps it on free, so every step pays a page fault per 4 KiB touched: a
+    LeNet step at batch 256 took 47 ms instead of 37 ms. Larger arrays (VGG's activations) are still mapped
+    and unmapped, so peak memory does not grow. Settings already given in the environment win.
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # the largest value glibc accepts on 64-bit
+    libc.mallopt(m_trim_threshold, 256 << 20)
+
+
+_reuse_freed_memory()
 
 name = "cpu"
 xp = np

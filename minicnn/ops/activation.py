@@ -40,7 +40,10 @@ def grad(name: str, y, gy):
     if name == "relu":
         return gy * (y > 0)
     if name == "sigmoid":
-        return gy * y * (1 - y)
+        g = 1 - y  # one temporary, updated in place: (1 - y) * y * gy
+        g *= y
+        g *= gy
+        return g
     raise ValueError(f"unknown activation {name!r}")
 
 
