@@ -189,6 +189,14 @@ class NDArray:
     def __len__(self) -> int:
         return self.data.shape[0]
 
+    def __bool__(self) -> bool:
+        """Truth of a one-element array (`if loss > 10:`); ambiguous for more elements, as in MXNet and NumPy."""
+        if self.size != 1:
+            raise ValueError(
+                f"the truth value of an NDArray of shape {self.shape} is ambiguous; use .sum() or .asscalar()"
+            )
+        return bool(self.asscalar())
+
     def __repr__(self) -> str:
         return f"{self.asnumpy()!r}\n<NDArray {'x'.join(map(str, self.shape))} @{self.context}>"
 

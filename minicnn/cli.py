@@ -42,6 +42,16 @@ def _positive(kind):
     return parse
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative int, got {text!r}")
+    return value
+
+
 def _network_name(text: str) -> str:
     try:
         return models.get(text).name
@@ -71,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive(int), help="default: the chapter's (5)")
     t.add_argument("--lr", type=_positive(float), help="learning rate; default: the chapter's")
     t.add_argument("--resize", type=_positive(int), help="image side after resizing; default: the chapter's")
-    t.add_argument("--seed", type=int, help="seed for initialisation, shuffling and dropout (default: random)")
+    t.add_argument(
+        "--seed", type=_non_negative_int, help="seed for initialisation, shuffling and dropout (default: random)"
+    )
     t.add_argument("--dtype", choices=["float32", "float64"], help="default: float32")
     t.add_argument(
         "--save", metavar="PATH",
@@ -470,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"minicnn: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path given on the command line cannot be written or read (--save, --log, --out, ...)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"minicnn: error: {exc.strerror or exc}{where}; check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minicnn: interrupted", file=sys.stderr)

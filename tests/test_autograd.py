@@ -432,3 +432,10 @@ def test_dropout_keeps_the_dtype_of_output_and_gradient(dtype):
         y = ops.dropout(x, 0.5)
     y.backward()
     assert y.dtype == np.dtype(dtype) and x.grad.dtype == np.dtype(dtype)
+
+
+def test_truth_of_an_ndarray_is_its_single_value_and_ambiguous_otherwise():
+    assert bool(mc.array([3.0]) > 2)
+    assert not bool(mc.array([1.0]) > 2)
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(mc.array([1.0, 2.0]) > 0)

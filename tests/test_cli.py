@@ -90,6 +90,7 @@ def test_progress_bar_is_drawn_on_stderr_when_asked(tiny_fashion_dir):
         (["train", "lenet", "--lr", "abc"], "expected a positive float"),
         (["train", "lenet", "--device", "tpu"], "unknown device 'tpu'"),
         (["train", "lenet", "--width-divisor", "4"], "--width-divisor applies to VGG only"),
+        (["train", "lenet", "--seed", "-1"], "expected a non-negative int"),
     ],
 )
 def test_user_errors_print_one_line_and_exit_2(args, message):
@@ -128,3 +129,15 @@ def test_gpu_without_cuda_is_one_line_and_exit_2():
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "GPU" in r.stderr or "CUDA" in r.stderr or "CuPy" in r.stderr
+
+
+def test_an_unwritable_log_path_is_one_line_and_exit_2(tiny_fashion_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    r = run_cli(
+        "train", "lenet", "--data-dir", str(tiny_fashion_dir), "--epochs", "1", "--log", str(blocker / "run.jsonl")
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("minicnn: error")]
+    assert len(errors) == 1 and "run.jsonl" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr

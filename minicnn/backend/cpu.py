@@ -263,6 +263,16 @@ def dropout_mask(shape, rate: float, dtype, rng: np.random.Generator) -> np.ndar
     return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)
 
 
+def check_labels(idx: np.ndarray, num_classes: int, where: str) -> None:
+    """Labels must index a class: NumPy would wrap a negative one around silently. (Reading min and max is free
+    here; the GPU backend skips this check, which would make the host wait for the GPU every batch.)"""
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
+        raise ValueError(
+            f"{where}: labels must lie in [0, {num_classes - 1}] for {num_classes} classes, "
+            f"got values from {int(idx.min())} to {int(idx.max())}"
+        )
+
+
 def asarray(a, dtype=None) -> np.ndarray:
     """Host data (NumPy, lists, CuPy) -> a NumPy array on this device."""
     if hasattr(a, "get"):  # a CuPy array: copy it back to the host

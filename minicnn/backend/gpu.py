@@ -162,6 +162,11 @@ def dropout_mask(shape, rate: float, dtype, rng):
 # ---- arrays, devices, random numbers ----------------------------------------------------------------------------
 
 
+def check_labels(idx, num_classes: int, where: str) -> None:
+    """Not checked on the GPU: reading the labels' range would make the host wait for the GPU every batch.
+    Fashion-MNIST's labels are checked when the files are read; check your own with the CPU backend."""
+
+
 def asarray(a, dtype=None):
     """Host data (NumPy, lists) or a CuPy array from any GPU -> a CuPy array on the current device."""
     if isinstance(a, cupy.ndarray):

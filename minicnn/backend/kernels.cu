@@ -65,7 +65,7 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, long long 
 
 // The adjoint of im2col: dx[n, c, h, w] = sum of cols[(c*KH + i)*KW + j, (n*OH + oy)*OW + ox] over the
 // windows (oy, ox) that cover (h, w), with i = h + PH - oy*SH and j = w + PW - ox*SW. One thread per pixel,
-// adding in the CPU kernel's order (oy, then ox, ascending).
+// adding oy, then ox, ascending (the CPU kernel scatters in another order, so float sums may differ in the last bits).
 template <typename T>
 __global__ void col2im(const T* __restrict__ cols, T* __restrict__ dx, long long total, int N, int C, WINDOW_PARAMS)
 {
