@@ -54,8 +54,7 @@ def seeded():
 @pytest.fixture(scope="session")
 def tiny_fashion_dir(tmp_path_factory):
     """A synthetic Fashion-MNIST (600 train, 200 test) with a learnable signal: class k is a bright bar at row 2k+4."""
-    import gzip
-    import struct
+    from cli_helpers import write_idx
 
     d = tmp_path_factory.mktemp("tiny-fashion")
     rng = np.random.default_rng(0)
@@ -64,10 +63,8 @@ def tiny_fashion_dir(tmp_path_factory):
         images = rng.integers(0, 60, (n, 28, 28))
         for i, k in enumerate(labels):
             images[i, 2 * k + 4 : 2 * k + 6, 4:24] = 250
-        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-            header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-            with gzip.open(d / f"{split}-{kind}-ubyte.gz", "wb") as f:
-                f.write(header + array.astype(np.uint8).tobytes())
+        write_idx(d / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(d / f"{split}-labels-idx1-ubyte.gz", labels)
     return d
 
 

@@ -2,53 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
-import os
 import re
-import struct
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "minicnn", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture(scope="module")
-def tiny_fashion_dir(tmp_path_factory) -> Path:
-    """A synthetic Fashion-MNIST with a learnable signal: class k is a bright horizontal bar at row 2k+4."""
-    d = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 600), ("t10k", 200)):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 60, (n, 28, 28))
-        for i, k in enumerate(labels):
-            images[i, 2 * k + 4 : 2 * k + 6, 4:24] = 250
-        write_idx(d / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(d / f"{split}-labels-idx1-ubyte.gz", labels)
-    return d
+from cli_helpers import run_cli
 
 
 def epoch_lines(stdout: str) -> list[tuple[float, float, float]]:

@@ -12,43 +12,21 @@ elsewhere (gradient checks, and against MXNet layer by layer in the reference te
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import math
-import os
 import re
-import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli, write_idx
 
-ROOT = Path(__file__).resolve().parents[1]
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 LOG_KEYS = {
     "epoch", "loss", "train_acc", "test_acc", "seconds", "images_per_sec", "first_batches_loss", "last_batches_loss",
 }  # fmt: skip
-
-
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "minicnn", *map(str, args)],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT), MINICNN_OFFLINE="1"),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,13 @@ deferred NaN check run on NumPy arrays).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import cli_command, cli_env, run_cli
 
 import minicnn as mc
 from minicnn import autograd, checkpoint, cli, init, nn
@@ -25,26 +23,8 @@ from minicnn.data import DataLoader
 from minicnn.optim import Trainer
 from minicnn.train import Diverged, Interrupted, TrainState, _LossWatch, train_ch5
 
-ROOT = Path(__file__).resolve().parents[1]
 # LeNet, 96 images in batches of 16: 6 steps per epoch, 2 epochs.
 TINY = ("--limit", "96", "--batch-size", "16", "--epochs", "2", "--seed", "5", "--no-progress")
-
-
-def cli_command(*args) -> list[str]:
-    return [sys.executable, "-m", "minicnn", *map(str, args)]
-
-
-def cli_env(**extra) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MINICNN_OFFLINE="1")
-    env.pop("MINICNN_TEST_INTERRUPT_AFTER", None)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def run_cli(*args, cwd=ROOT, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        cli_command(*args), cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def problems(stderr: str) -> list[str]:
