@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import minicnn as mc
 from minicnn import autograd, ops
-from minicnn.backend import cpu
+from minicnn.backend import cpu, epilogue
 from minicnn.backend.shapes import out_size
 
 
@@ -189,6 +189,54 @@ def test_im2col_layout_of_a_small_example():
     x = np.arange(9.0).reshape(1, 1, 3, 3)
     cols = cpu.im2col(x, (2, 2), (1, 1), (0, 0))
     np.testing.assert_array_equal(cols, [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]])
+
+
+# ---- the convolution's epilogues (fused numba kernels vs the plain array versions in epilogue.py) ---------
+EPILOGUE_SHAPES = st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 7))  # (N, O, P)
+
+
+@settings(max_examples=60)
+@given(shape=EPILOGUE_SHAPES, act=st.sampled_from([None, "relu", "sigmoid"]), bias=st.booleans(),
+       dtype=float_dtypes, seed=SEEDS)  # fmt: skip
+def test_fused_bias_activation_matches_the_plain_version(shape, act, bias, dtype, seed):
+    n, o, p = shape
+    y2 = rand((o, n * p), dtype, seed) * 3
+    b = rand((o,), dtype, seed + 1) if bias else None
+    got = cpu.bias_act(y2, b, act, out=np.empty((n, o, p), dtype))
+    want = epilogue.bias_act(y2, b, act, out=np.empty((n, o, p), dtype))
+    # exp may differ in the last bit between numba (libm) and NumPy (SIMD); nothing else may differ
+    np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@settings(max_examples=60)
+@given(shape=EPILOGUE_SHAPES, act=st.sampled_from([None, "relu", "sigmoid"]), dtype=float_dtypes, seed=SEEDS)
+def test_fused_activation_gradient_matches_the_plain_version_and_sums_the_bias_gradient(shape, act, dtype, seed):
+    n, o, p = shape
+    y = rand((n, o, p), dtype, seed)
+    if act == "sigmoid":
+        y = 1 / (1 + np.exp(-y))
+    elif act == "relu":
+        y = np.maximum(y, 0)
+    gy = rand((n, o, p), dtype, seed + 1)
+    gb_got, gb_want = np.ones(o, dtype), np.ones(o, dtype)  # both add onto what is there
+    got = cpu.act_grad(y, gy, act, out=np.empty((o, n * p), dtype), gb=gb_got)
+    want = epilogue.act_grad(y, gy, act, out=np.empty((o, n * p), dtype), gb=gb_want)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(gb_got, gb_want, **tolerance(dtype))
+
+
+def test_relu_epilogue_keeps_a_nan_so_divergence_shows():
+    y2 = np.array([[np.nan, -1.0, 2.0]], np.float32)
+    got = cpu.bias_act(y2, None, "relu", out=np.empty((3, 1, 1), np.float32))
+    assert np.isnan(got[0, 0, 0]) and got[1, 0, 0] == 0 and got[2, 0, 0] == 2
+
+
+def test_window_kernels_refuse_an_out_buffer_they_would_fill_wrongly():
+    x = np.zeros((2, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"im2col: out must be a C-contiguous float32 array of shape \(4, 18\)"):
+        cpu.im2col(x, (2, 2), (1, 1), (0, 0), out=np.empty((18, 4), np.float32).T)
+    with pytest.raises(ValueError, match="col2im: out must be"):
+        cpu.col2im(np.zeros((4, 18), np.float32), x.shape, (2, 2), (1, 1), (0, 0), out=np.empty(x.shape))
 
 
 # ---- max pooling ---------------------------------------------------------------------------------------

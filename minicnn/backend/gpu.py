@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeviceError
+from . import epilogue
 from .shapes import out_size
 
 
@@ -90,23 +91,37 @@ def _window(x_shape, kernel, stride, pad) -> tuple[tuple, tuple[int, int]]:
 # ---- the window ops (same signatures and results as cpu.py) ---------------------------------------------------
 
 
-def im2col(x, kernel, stride, pad):
+def _output(out, shape, dtype, what: str):
+    """A new array, or `out` when it is a C-contiguous array of that shape and dtype (kernels index it flat)."""
+    if out is None:
+        return cupy.empty(shape, dtype=dtype)
+    if out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"{what}: out must be a C-contiguous {np.dtype(dtype)} array of shape {tuple(shape)}")
+    return out
+
+
+def im2col(x, kernel, stride, pad, out=None):
     """x: (N, C, H, W) -> cols: (C*KH*KW, N*OH*OW); cols[(c,i,j), (n,y,x)] = x_pad[n, c, y*SH+i, x*SW+j]."""
     n, c = x.shape[:2]
     geometry, (oh, ow) = _window(x.shape, kernel, stride, pad)
-    cols = cupy.empty((c * kernel[0] * kernel[1], n * oh * ow), dtype=x.dtype)
+    cols = _output(out, (c * kernel[0] * kernel[1], n * oh * ow), x.dtype, "im2col")
     batch = (np.int32(n), np.int32(c))
     _launch("im2col", x.dtype, (cupy.ascontiguousarray(x), cols), cols.size, batch + geometry)
     return cols
 
 
-def col2im(cols, x_shape, kernel, stride, pad):
+def col2im(cols, x_shape, kernel, stride, pad, out=None):
     """Adjoint of im2col: cols (C*KH*KW, N*OH*OW) -> dx (N, C, H, W), each pixel summing the windows over it."""
     geometry, _ = _window(x_shape, kernel, stride, pad)
-    dx = cupy.empty(tuple(x_shape), dtype=cols.dtype)
+    dx = _output(out, tuple(x_shape), cols.dtype, "col2im")
     batch = (np.int32(x_shape[0]), np.int32(x_shape[1]))
     _launch("col2im", cols.dtype, (cupy.ascontiguousarray(cols), dx), dx.size, batch + geometry)
     return dx
+
+
+# The convolution's epilogues: plain CuPy array operations (see epilogue.py).
+bias_act = epilogue.bias_act
+act_grad = epilogue.act_grad
 
 
 def max_pool_forward(x, kernel, stride, pad):

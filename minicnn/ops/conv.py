@@ -10,12 +10,17 @@ Backward, with gy2 = gy laid out as (O, N*OH*OW):
     gb  = sum of gy over n and p
     gx  = col2im(W2^T @ gy2)            (col2im sums the overlapping windows back onto the pixels)
 
-An activation ('relu' or 'sigmoid') can be fused: it is applied to y in place, and backward turns gy into
-the pre-activation gradient from y alone, so the layer keeps one output array instead of two.
+An activation ('relu' or 'sigmoid') can be fused: backward turns gy into the pre-activation gradient from y
+alone, so the layer keeps one output array instead of two. The backend does the bias, the activation and the
+layout change (O, N*OH*OW) -> (N, O, OH*OW) in one pass (`bias_act`), and in backward the activation's
+gradient, the bias gradient and the layout change back in one pass (`act_grad`); `backend/epilogue.py` holds
+the same steps as plain array operations.
 
 The cols buffer is built for a chunk of the batch at a time so its size stays under IM2COL_CHUNK_BYTES, and
 rebuilt in backward rather than kept (it is the largest array of a CNN) - unless the whole batch fits in one
-chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (LeNet's case).
+chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (LeNet's case). The chunks
+of one call share their work buffers (cols, the GEMM outputs); a fresh buffer per chunk paid its page faults
+every time.
 """
 
 from __future__ import annotations
@@ -35,19 +40,31 @@ def _chunks(n: int, bytes_per_sample: int):
         yield slice(start, min(n, start + step))
 
 
+class _Scratch:
+    """Work buffers shared by the batch chunks of one call. A fresh 30 MiB array per chunk pays its page faults
+    again each time (measured: im2col into a fresh array 6.2 ms, into a reused one 3.4 ms). The buffers live as
+    long as the call, so nothing stays allocated between layers; the first chunk is the largest."""
+
+    def __init__(self, xp, dtype):
+        self.xp, self.dtype, self.flat = xp, dtype, {}
+
+    def get(self, name: str, shape: tuple):
+        size = 1
+        for d in shape:
+            size *= d
+        buf = self.flat.get(name)
+        if buf is None or buf.size < size:
+            buf = self.flat[name] = self.xp.empty(size, dtype=self.dtype)
+        return buf[:size].reshape(shape)
+
+
 class Conv2D(Function):
     def __init__(self, stride=(1, 1), pad=(0, 0), name: str = "conv2d", act: str | None = None):
         self.stride, self.pad, self.name = tuple(stride), tuple(pad), name
         self.act = activation.check_activation(act)
 
-    def _pointwise(self) -> bool:
-        """A 1x1 kernel with stride 1 and no padding: cols is x with its axes swapped, no im2col needed."""
-        return self.kernel == (1, 1) and self.stride == (1, 1) and self.pad == (0, 0)
-
-    def _cols(self, be, x):
-        if self._pointwise():
-            return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
-        return be.im2col(x, self.kernel, self.stride, self.pad)
+    def _window(self):
+        return self.kernel, self.stride, self.pad
 
     def forward(self, x, w, b=None):
         if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
@@ -57,23 +74,23 @@ class Conv2D(Function):
             )
         be = backend.of(x)
         xp = be.xp
-        n = x.shape[0]
-        o = w.shape[0]
+        n, o = x.shape[0], w.shape[0]
         self.kernel = (w.shape[2], w.shape[3])
         check_window_args(self.name, self.kernel, self.stride, self.pad)
         oh, ow = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
+        p = oh * ow
         w2 = w.reshape(o, -1)
-        y = xp.empty((n, o, oh * ow), dtype=x.dtype)
-        chunks = list(_chunks(n, w2.shape[1] * oh * ow * x.dtype.itemsize))
+        k = w2.shape[1]
+        y = xp.empty((n, o, p), dtype=x.dtype)
+        scratch = _Scratch(xp, x.dtype)
+        chunks = list(_chunks(n, max(k, o) * p * x.dtype.itemsize))
         for s in chunks:
-            cols = self._cols(be, x[s])
-            y2 = w2 @ cols  # (O, chunk*OH*OW)
-            y[s] = y2.reshape(o, -1, oh * ow).transpose(1, 0, 2)
+            m = s.stop - s.start
+            cols = be.im2col(x[s], *self._window(), out=scratch.get("cols", (k, m * p)))
+            y2 = xp.matmul(w2, cols, out=scratch.get("y2", (o, m * p)))  # (O, chunk*OH*OW)
+            be.bias_act(y2, b, self.act, out=y[s])  # + b, activation, and the layout change to (chunk, O, P)
         self.cols = cols if len(chunks) == 1 and autograd.is_recording() else None
-        if b is not None:
-            y += b.reshape(1, o, 1)
-        if self.act is not None:
-            self.y = activation.apply_(self.act, y)
+        self.y = y if self.act is not None else None
         self.x, self.w, self.has_bias = x, w, b is not None
         return y.reshape(n, o, oh, ow)
 
@@ -83,27 +100,27 @@ class Conv2D(Function):
         xp = be.xp
         n, o = gy.shape[0], gy.shape[1]
         gy = gy.reshape(n, o, -1)
+        p = gy.shape[2]
         w2 = w.reshape(o, -1)
-        gw2 = gb = None
-        need_gx = self.needs_input_grad(0)
-        gx = xp.empty_like(x) if need_gx else None
-        for s in _chunks(n, w2.shape[1] * gy.shape[2] * x.dtype.itemsize):
-            cols = self.cols if self.cols is not None else self._cols(be, x[s])
-            # The activation's gradient is taken chunk by chunk, just before the chunk's GEMMs: for the whole
-            # batch at once it would be one more array the size of the layer's output (1.5 GiB for VGG-11's
-            # first convolution at batch 128, at the very end of backward when that output is still held).
-            g = gy[s] if self.act is None else activation.grad(self.act, self.y[s], gy[s])
-            if self.has_bias:
-                gb = g.sum(axis=(0, 2)) if gb is None else gb + g.sum(axis=(0, 2))
-            gy2 = g.transpose(1, 0, 2).reshape(o, -1)  # (O, chunk*OH*OW)
-            part = gy2 @ cols.T
-            gw2 = part if gw2 is None else gw2 + part
-            if need_gx:
-                gcols = w2.T @ gy2
-                if self._pointwise():
-                    gx[s] = gcols.reshape(x.shape[1], -1, *x.shape[2:]).transpose(1, 0, 2, 3)
-                else:
-                    gx[s] = be.col2im(gcols, gx[s].shape, self.kernel, self.stride, self.pad)
+        k = w2.shape[1]
+        gw2 = xp.zeros_like(w2)
+        gb = xp.zeros(o, dtype=x.dtype) if self.has_bias else None
+        gx = xp.empty_like(x) if self.needs_input_grad(0) else None
+        scratch = _Scratch(xp, x.dtype)
+        for s in _chunks(n, max(k, o) * p * x.dtype.itemsize):
+            m = s.stop - s.start
+            cols = self.cols
+            if cols is None:
+                cols = be.im2col(x[s], *self._window(), out=scratch.get("cols", (k, m * p)))
+            # The activation's gradient, the bias gradient and the layout change to (O, chunk*OH*OW) in one pass,
+            # chunk by chunk: for the whole batch at once it would be one more array the size of the layer's
+            # output (1.5 GiB for VGG-11's first convolution at batch 128).
+            y = gy[s] if self.act is None else self.y[s]
+            gy2 = be.act_grad(y, gy[s], self.act, out=scratch.get("gy2", (o, m * p)), gb=gb)
+            gw2 += xp.matmul(gy2, cols.T, out=scratch.get("gw2", (o, k)))
+            if gx is not None:
+                gcols = xp.matmul(w2.T, gy2, out=scratch.get("gcols", (k, m * p)))
+                be.col2im(gcols, (m, *x.shape[1:]), *self._window(), out=gx[s])
         return (gx, gw2.reshape(w.shape)) + ((gb,) if self.has_bias else ())
 
 

@@ -1,0 +1,35 @@
+"""The convolution's epilogues written with plain array operations, for any array module (NumPy or CuPy).
+
+These are the readable definitions. The CPU backend runs fused numba kernels instead (`cpu.bias_act`,
+`cpu.act_grad`: one pass over memory instead of four), and the tests check those against these; the GPU
+backend uses these as they are (CuPy fuses nothing, but a GPU streams memory an order of magnitude faster).
+
+    bias_act:  y2 (O, N*P), the GEMM's output  ->  out (N, O, P) = act(y2 + b), laid out as NCHW
+    act_grad:  y, gy (N, O, P)                 ->  out (O, N*P) = gy * act'(y), laid out for the GEMMs;
+               gb (O,) += the sum of out over its columns (the bias gradient)
+"""
+
+from __future__ import annotations
+
+
+def bias_act(y2, b, act: str | None, out):
+    from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
+
+    n, o, p = out.shape
+    out[...] = y2.reshape(o, n, p).transpose(1, 0, 2)
+    if b is not None:
+        out += b.reshape(1, o, 1)
+    if act is not None:
+        activation.apply_(act, out)
+    return out
+
+
+def act_grad(y, gy, act: str | None, out, gb):
+    from ..ops import activation  # noqa: PLC0415
+
+    n, o, p = y.shape
+    g = gy if act is None else activation.grad(act, y, gy)
+    out.reshape(o, n, p)[...] = g.transpose(1, 0, 2)
+    if gb is not None:
+        gb += g.sum(axis=(0, 2))
+    return out
