@@ -89,7 +89,44 @@ def run_minicnn(name: str, options: dict, side: int, batch: int, warmup: int, st
         trainer.step(batch)
         ctx.backend.synchronize()  # a GPU step is only over when its kernels are
 
-    return {"step_sec": time_steps(step, warmup, steps), "device": str(ctx)}
+    result = {"step_sec": time_steps(step, warmup, steps), "device": str(ctx)}
+    if name in CONV_RATE_NETWORKS:
+        result.update(conv_rates(net, X, Y, trainer, ctx))
+    return result
+
+
+CONV_RATE_NETWORKS = ("alexnet", "vgg11")
+
+
+def gemm_gflops(dtype="float32", size: int = 3072, repeats: int = 3) -> float:
+    """NumPy's own GEMM rate in this process (same BLAS, same threads): best of `repeats` square products."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((size, size), dtype=dtype), rng.random((size, size), dtype=dtype)
+    a @ b  # BLAS threads start, pages are touched
+    best = min(time_steps(lambda: a @ b, 0, repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def conv_rates(net, X, Y, trainer, ctx) -> dict:
+    """GFLOP/s of the convolution layers over one training step's forward and backward, from a per-layer profile
+    of the same network, flattened so that every convolution is timed on its own. Backward FLOPs: twice the
+    forward ones (data and weight gradients), once for the first layer (the images need no gradient)."""
+    from minicnn import nn, profile
+
+    layers = []
+    for block in net:
+        layers.extend(block if isinstance(block, nn.Sequential) else [block])
+    flat = nn.Sequential()
+    flat.add(*layers)
+    prof = profile.profile(flat, X, Y, trainer, ctx.backend.synchronize, steps=1)
+    flops = seconds = 0.0
+    for k, (layer, row) in enumerate(zip(layers, prof.layers)):
+        if isinstance(layer, nn.Conv2D):
+            flops += row.flops * (2 if k == 0 else 3)
+            seconds += row.forward + row.backward
+    return {"conv_gflops": flops / seconds / 1e9, "gemm_gflops": gemm_gflops()}
 
 
 def run_mxnet(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
@@ -137,21 +174,21 @@ def torch_network(name: str, options: dict):
         def forward(self, x):
             return torch.cat([self.p1(x), self.p2(x), self.p3(x), self.p4(x)], dim=1)
 
-    def dense_head(n_in):
-        return [nn.Flatten(), nn.Linear(n_in, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
+    def dense_head():  # LazyLinear: the input size follows the image size, like Gluon's deferred shapes
+        return [nn.Flatten(), nn.LazyLinear(4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
                 nn.Dropout(0.5), nn.Linear(4096, 10)]  # fmt: skip
 
     if name == "lenet":
         return nn.Sequential(
             nn.Conv2d(1, 6, 5), nn.Sigmoid(), nn.MaxPool2d(2, 2), nn.Conv2d(6, 16, 5), nn.Sigmoid(),
-            nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(256, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
+            nn.MaxPool2d(2, 2), nn.Flatten(), nn.LazyLinear(120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
             nn.Linear(84, 10),
         )  # fmt: skip
     if name == "alexnet":
         return nn.Sequential(
             *conv(1, 96, 11, 4), nn.MaxPool2d(3, 2), *conv(96, 256, 5, p=2), nn.MaxPool2d(3, 2),
             *conv(256, 384, 3, p=1), *conv(384, 384, 3, p=1), *conv(384, 256, 3, p=1), nn.MaxPool2d(3, 2),
-            *dense_head(256 * 5 * 5),
+            *dense_head(),
         )  # fmt: skip
     if name == "vgg11":
         layers, c_in = [], 1
@@ -160,7 +197,7 @@ def torch_network(name: str, options: dict):
                 layers += conv(c_in, channels // options["width_divisor"], 3, p=1)
                 c_in = channels // options["width_divisor"]
             layers.append(nn.MaxPool2d(2, 2))
-        return nn.Sequential(*layers, *dense_head(c_in * 7 * 7))
+        return nn.Sequential(*layers, *dense_head())
     if name == "nin":
 
         def block(c_in, c, k, s, p):
@@ -192,6 +229,10 @@ def run_torch(name: str, options: dict, side: int, batch: int, warmup: int, step
     torch.manual_seed(0)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     net = torch_network(name, options)
+    x, y = random_batch(batch, side)
+    X, Y = torch.from_numpy(x), torch.from_numpy(y).long()
+    with torch.no_grad():
+        net(X[:1])  # materialises the LazyLinear layers before initialisation
     for m in net.modules():  # Xavier (uniform) weights and zero biases, as the chapter's init.Xavier()
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
             torch.nn.init.xavier_uniform_(m.weight)
@@ -200,8 +241,6 @@ def run_torch(name: str, options: dict, side: int, batch: int, warmup: int, step
     # reduction="sum" and lr / batch: the chapter's summed loss with trainer.step(batch_size)
     opt = torch.optim.SGD(net.parameters(), lr=LR[name] / batch)
     loss = torch.nn.CrossEntropyLoss(reduction="sum")
-    x, y = random_batch(batch, side)
-    X, Y = torch.from_numpy(x), torch.from_numpy(y).long()
 
     def step():
         opt.zero_grad()
@@ -315,8 +354,9 @@ def main() -> None:
             results[case, fw] = launch(fw, python, case, args)
     torch_cols = "torch" in frameworks
     head = "| network | batch | input | minicnn img/s | MXNet img/s | minicnn / MXNet |"
-    head += " PyTorch img/s |" if torch_cols else ""
+    head += " PyTorch img/s | minicnn / PyTorch |" if torch_cols else ""
     head += " minicnn peak RSS MiB | MXNet peak RSS MiB |" + (" PyTorch peak RSS MiB |" if torch_cols else "")
+    head += " minicnn conv GFLOP/s | NumPy GEMM GFLOP/s | conv / GEMM |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for case in cases:
@@ -326,9 +366,12 @@ def main() -> None:
         mi, xi = img_per_sec(m), img_per_sec(x)
         row = f"| {case} | {batch} | {side}x{side} | {fmt(mi, '.1f')} | {fmt(xi, '.1f')} | "
         row += f"{fmt(mi / xi if mi and xi else None, '.2f')} |"
-        row += f" {fmt(img_per_sec(t), '.1f')} |" if torch_cols else ""
+        ti = img_per_sec(t)
+        row += f" {fmt(ti, '.1f')} | {fmt(mi / ti if mi and ti else None, '.2f')} |" if torch_cols else ""
         row += f" {fmt(m and m['peak_rss_mib'], '.0f')} | {fmt(x and x['peak_rss_mib'], '.0f')} |"
         row += f" {fmt(t and t['peak_rss_mib'], '.0f')} |" if torch_cols else ""
+        conv, gemm = (m.get("conv_gflops"), m.get("gemm_gflops")) if m else (None, None)
+        row += f" {fmt(conv, '.0f')} | {fmt(gemm, '.0f')} | {fmt(conv / gemm if conv and gemm else None, '.2f')} |"
         print(row, flush=True)
 
 

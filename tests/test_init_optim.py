@@ -239,3 +239,19 @@ def test_step_rejects_a_non_positive_batch_size():
     trainer = mc.Trainer([make_param("w", np.zeros(2, dtype=np.float32))], "sgd", {"learning_rate": 0.1})
     with pytest.raises(ValueError, match="batch_size"):
         trainer.step(0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_sgd_update_in_one_pass_rounds_exactly_like_numpy_w_minus_lr_times_g(dtype, contiguous):
+    from minicnn.backend import cpu
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 33)).astype(dtype)
+    g = rng.standard_normal((64, 33)).astype(dtype)
+    if not contiguous:
+        w, g = w[:, ::2], g[:, ::2]
+    want = w.copy()
+    want -= (0.9 * (1 / 256)) * g
+    cpu.axpy_(w, -0.9 * (1 / 256), g)
+    np.testing.assert_array_equal(w, want)

@@ -2,7 +2,7 @@
 
 A backend module provides `name`, `xp` (its array module) and the same functions:
 `im2col, col2im, bias_act, act_grad, max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward,
-dropout_mask, asarray, to_numpy, synchronize`.
+axpy_, dropout_mask, asarray, to_numpy, synchronize`.
 Ops never test the device: they call `of(array)` and use what it returns.
 """
 

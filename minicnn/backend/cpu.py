@@ -383,6 +383,21 @@ def avg_pool_backward(gy: np.ndarray, x_shape, kernel, stride, pad) -> np.ndarra
     return gx
 
 
+@njit(parallel=True, cache=True)
+def _axpy(y, a, x):
+    for i in prange(y.size):
+        y[i] += a * x[i]
+
+
+def axpy_(y: np.ndarray, alpha: float, x: np.ndarray) -> None:
+    """y += alpha * x in place, in y's dtype, in one pass without a temporary (the SGD update: NumPy's
+    `w -= lr * g` writes lr * g to a new array first, as large as the parameter). Same rounding as NumPy's."""
+    if y.flags.c_contiguous and x.shape == y.shape and x.dtype == y.dtype:
+        _axpy(y.reshape(-1), y.dtype.type(alpha), np.ascontiguousarray(x).reshape(-1))
+    else:
+        y += y.dtype.type(alpha) * x
+
+
 def dropout_mask(shape, rate: float, dtype, rng: np.random.Generator) -> np.ndarray:
     """Inverted-dropout mask: 0 with probability `rate`, 1/(1-rate) otherwise."""
     keep = rng.random(shape, dtype=np.float32) >= rate

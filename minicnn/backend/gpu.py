@@ -164,6 +164,11 @@ def avg_pool_backward(gy, x_shape, kernel, stride, pad):
     return gx
 
 
+def axpy_(y, alpha: float, x) -> None:
+    """y += alpha * x in place, in y's dtype (CuPy fuses the elementwise expression into one kernel)."""
+    y += y.dtype.type(alpha) * x
+
+
 def dropout_mask(shape, rate: float, dtype, rng):
     """Inverted-dropout mask: 0 with probability `rate`, 1/(1-rate) otherwise (float32 draws, as on the CPU)."""
     dtype = np.dtype(dtype)
