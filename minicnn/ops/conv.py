@@ -58,6 +58,20 @@ class _Scratch:
         return buf[:size].reshape(shape)
 
 
+# With this few output channels a GEMM runs faster transposed: OpenBLAS is slow when the result has only a
+# handful of rows (LeNet's first convolution, 6 channels: forward GEMM 2.9 -> 1.3 ms, weight gradient 3.4 -> 2.8 ms).
+FEW_ROWS = 8
+
+
+def _gemm(xp, a, b, scratch: _Scratch, name: str):
+    """a @ b in a work buffer; when a has at most FEW_ROWS rows, computed as (b^T @ a^T) and returned as its
+    transposed view. The rule depends on the shapes only, so a layer always takes the same path and its results
+    do not change from run to run."""
+    if a.shape[0] <= FEW_ROWS:
+        return xp.matmul(b.T, a.T, out=scratch.get(name, (b.shape[1], a.shape[0]))).T
+    return xp.matmul(a, b, out=scratch.get(name, (a.shape[0], b.shape[1])))
+
+
 class Conv2D(Function):
     def __init__(self, stride=(1, 1), pad=(0, 0), name: str = "conv2d", act: str | None = None):
         self.stride, self.pad, self.name = tuple(stride), tuple(pad), name
@@ -87,7 +101,7 @@ class Conv2D(Function):
         for s in chunks:
             m = s.stop - s.start
             cols = be.im2col(x[s], *self._window(), out=scratch.get("cols", (k, m * p)))
-            y2 = xp.matmul(w2, cols, out=scratch.get("y2", (o, m * p)))  # (O, chunk*OH*OW)
+            y2 = _gemm(xp, w2, cols, scratch, "y2")  # (O, chunk*OH*OW)
             be.bias_act(y2, b, self.act, out=y[s])  # + b, activation, and the layout change to (chunk, O, P)
         self.cols = cols if len(chunks) == 1 and autograd.is_recording() else None
         self.y = y if self.act is not None else None
@@ -117,7 +131,7 @@ class Conv2D(Function):
             # output (1.5 GiB for VGG-11's first convolution at batch 128).
             y = gy[s] if self.act is None else self.y[s]
             gy2 = be.act_grad(y, gy[s], self.act, out=scratch.get("gy2", (o, m * p)), gb=gb)
-            gw2 += xp.matmul(gy2, cols.T, out=scratch.get("gw2", (o, k)))
+            gw2 += _gemm(xp, gy2, cols.T, scratch, "gw2")
             if gx is not None:
                 gcols = xp.matmul(w2.T, gy2, out=scratch.get("gcols", (k, m * p)))
                 be.col2im(gcols, (m, *x.shape[1:]), *self._window(), out=gx[s])
