@@ -10,6 +10,10 @@ and labels at the chapter's input size and batch size; throughput does not depen
 asynchronous, so its step ends with nd.waitall(). Reported: images per second from the median step time, and
 the process's peak resident memory (ru_maxrss).
 
+For AlexNet and VGG-11 a further minicnn process measures the convolution layers' rate (GFLOP/s over their
+forward and backward, from a per-layer profile of one step) and NumPy's own float32 GEMM rate (3072^3, best of
+3) with the same BLAS and threads: the speed issue asks for conv >= 70% of GEMM.
+
 Networks: lenet (28x28, batch 256), alexnet (224, 128), vgg11 (full width, 224, batch 32: batch 128 needs
 ~6 GiB and minutes per step), vgg11-div4 (the book's small VGG, channels / 4, 224, 128), nin (224, 128),
 googlenet (96, 128). --batch-size and --resize override every network's, for a quick run.
@@ -66,21 +70,28 @@ def random_batch(batch: int, side: int):
 
 
 # ---- workers: one network in one framework, in this process ---------------------------------------------
-def run_minicnn(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
+def minicnn_setup(name: str, options: dict, side: int, batch: int, device: str):
+    """The chapter's network (Xavier), its SGD trainer and a random batch, in minicnn on `device`."""
     sys.path.insert(0, str(ROOT))
     import minicnn as mc
-    from minicnn import autograd, init, models, random
+    from minicnn import init, models, random
     from minicnn.device import parse
-    from minicnn.loss import SoftmaxCrossEntropyLoss
 
     random.seed(0)
     ctx = parse(device)
     net = models.get(name).build(classes=10, **options)
     net.initialize(ctx=ctx, init=init.Xavier())
     trainer = mc.Trainer(net.collect_params(), "sgd", {"learning_rate": LR[name]})
-    loss = SoftmaxCrossEntropyLoss()
     x, y = random_batch(batch, side)
-    X, Y = mc.array(x).as_in_context(ctx), mc.array(y).as_in_context(ctx)
+    return net, trainer, mc.array(x).as_in_context(ctx), mc.array(y).as_in_context(ctx), ctx
+
+
+def run_minicnn(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
+    from minicnn import autograd
+    from minicnn.loss import SoftmaxCrossEntropyLoss
+
+    net, trainer, X, Y, ctx = minicnn_setup(name, options, side, batch, device)
+    loss = SoftmaxCrossEntropyLoss()
 
     def step():
         with autograd.record():
@@ -89,10 +100,13 @@ def run_minicnn(name: str, options: dict, side: int, batch: int, warmup: int, st
         trainer.step(batch)
         ctx.backend.synchronize()  # a GPU step is only over when its kernels are
 
-    result = {"step_sec": time_steps(step, warmup, steps), "device": str(ctx)}
-    if name in CONV_RATE_NETWORKS:
-        result.update(conv_rates(net, X, Y, trainer, ctx))
-    return result
+    return {"step_sec": time_steps(step, warmup, steps), "device": str(ctx)}
+
+
+def run_minicnn_conv(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
+    """The conv-layer rate, in a process of its own so that the profile does not count in the step's peak RSS."""
+    net, trainer, X, Y, ctx = minicnn_setup(name, options, side, batch, device)
+    return conv_rates(net, X, Y, trainer, ctx)
 
 
 CONV_RATE_NETWORKS = ("alexnet", "vgg11")
@@ -250,7 +264,7 @@ def run_torch(name: str, options: dict, side: int, batch: int, warmup: int, step
     return {"step_sec": time_steps(step, warmup, steps), "device": "cpu"}
 
 
-WORKERS = {"minicnn": run_minicnn, "mxnet": run_mxnet, "torch": run_torch}
+WORKERS = {"minicnn": run_minicnn, "minicnn-conv": run_minicnn_conv, "mxnet": run_mxnet, "torch": run_torch}
 
 
 def worker(args) -> None:
@@ -352,6 +366,9 @@ def main() -> None:
     for case in cases:
         for fw, python in frameworks.items():
             results[case, fw] = launch(fw, python, case, args)
+        if case_settings(case, args)[0] in CONV_RATE_NETWORKS and results[case, "minicnn"]:
+            rates = launch("minicnn-conv", args.minicnn_python, case, args)
+            results[case, "minicnn"].update(rates or {})
     torch_cols = "torch" in frameworks
     head = "| network | batch | input | minicnn img/s | MXNet img/s | minicnn / MXNet |"
     head += " PyTorch img/s | minicnn / PyTorch |" if torch_cols else ""
