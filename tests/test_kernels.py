@@ -204,8 +204,7 @@ def test_fused_bias_activation_matches_the_plain_version(shape, act, bias, dtype
     b = rand((o,), dtype, seed + 1) if bias else None
     got = cpu.bias_act(y2, b, act, out=np.empty((n, o, p), dtype))
     want = epilogue.bias_act(y2, b, act, out=np.empty((n, o, p), dtype))
-    # exp may differ in the last bit between numba (libm) and NumPy (SIMD); nothing else may differ
-    np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_array_equal(got, want)
 
 
 @settings(max_examples=60)

@@ -15,7 +15,6 @@ Layout conventions (shared with the CUDA kernels, see `shapes.py`):
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import sys
 
@@ -278,9 +277,8 @@ _ACT_CODE = {None: 0, "relu": 1, "sigmoid": 2}
 
 @njit(parallel=True, cache=True)
 def _bias_act(y2, b, act, y):
-    # y[n, o, p] = act(y2[o, n*P + p] + b[o]); one (n, o) row of P pixels per parallel iteration.
+    # y[n, o, p] = act(y2[o, n*P + p] + b[o]) for act 0 (none) or 1 (relu); one (n, o) row per parallel iteration.
     m_, o_, p_ = y.shape
-    one = y.dtype.type(1)
     for no in prange(m_ * o_):
         n = no // o_
         o = no % o_
@@ -291,9 +289,6 @@ def _bias_act(y2, b, act, y):
             for q in range(p_):
                 v = src[q] + bo
                 dst[q] = v if not v <= 0 else 0  # max(v, 0), and a NaN stays NaN (as np.maximum keeps it)
-        elif act == 2:
-            for q in range(p_):
-                dst[q] = one / (one + math.exp(-(src[q] + bo)))
         else:
             for q in range(p_):
                 dst[q] = src[q] + bo
@@ -326,10 +321,17 @@ def _act_grad(y, gy, act, g2, gb):
 
 def bias_act(y2: np.ndarray, b: np.ndarray | None, act: str | None, out: np.ndarray) -> np.ndarray:
     """out (N, O, P) = act(y2 + b) with y2: (O, N*P), the GEMM's layout; b: (O,) or None; act: None, 'relu',
-    'sigmoid'. The readable version, which the tests compare this with, is `epilogue.bias_act`."""
+    'sigmoid'. The readable version, which the tests compare this with, is `epilogue.bias_act`.
+
+    The sigmoid is left to NumPy, in place afterwards: numba calls the C library's exp one element at a time,
+    NumPy's is vectorised (LeNet's first layer: 3.2 ms fused, 1.6 ms this way)."""
     m, o, p = out.shape
     bias = np.zeros(o, dtype=y2.dtype) if b is None else b
-    _bias_act(y2, bias, _ACT_CODE[act], _output(out, out.shape, y2.dtype, "bias_act"))
+    _bias_act(y2, bias, _ACT_CODE["relu" if act == "relu" else None], _output(out, out.shape, y2.dtype, "bias_act"))
+    if act == "sigmoid":
+        from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
+
+        activation.apply_(act, out)
     return out
 
 
