@@ -97,9 +97,8 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
                 out[base : base + x_lo] = 0
                 if sw == 1:
                     out[base + x_lo : base + x_hi] = plane[hy, x_lo - pw + j : x_hi - pw + j]
-                else:
-                    for xo in range(x_lo, x_hi):
-                        out[base + xo] = plane[hy, xo * sw - pw + j]
+                elif x_hi > x_lo:
+                    out[base + x_lo : base + x_hi] = plane[hy, x_lo * sw - pw + j : (x_hi - 1) * sw - pw + j + 1 : sw]
                 out[base + x_hi : base + ow] = 0
 
 
