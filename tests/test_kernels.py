@@ -230,6 +230,12 @@ def test_relu_epilogue_keeps_a_nan_so_divergence_shows():
     assert np.isnan(got[0, 0, 0]) and got[1, 0, 0] == 0 and got[2, 0, 0] == 2
 
 
+def test_max_pool_kernel_refuses_a_window_that_could_lie_wholly_in_the_padding():
+    # MaxPool2D checks this too; the backend checks it again because its index would point outside the plane.
+    with pytest.raises(ValueError, match=r"padding \(1, 1\) must be smaller than the window \(1, 1\)"):
+        cpu.max_pool_forward(np.zeros((1, 1, 2, 2), np.float32), (1, 1), (1, 1), (1, 1))
+
+
 def test_window_kernels_refuse_an_out_buffer_they_would_fill_wrongly():
     x = np.zeros((2, 1, 4, 4), np.float32)
     with pytest.raises(ValueError, match=r"im2col: out must be a C-contiguous float32 array of shape \(4, 18\)"):

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import minicnn as mc
 from minicnn import autograd, nn, ops
+from minicnn.backend import cpu
 from minicnn.errors import ShapeError
 from minicnn.ops import conv as conv_module
 
@@ -140,18 +141,53 @@ def test_conv2d_1x1_fast_path_gradients_and_values(bias):
 @pytest.mark.parametrize("kernel", [(1, 1), (3, 2)])
 @pytest.mark.parametrize("samples_per_chunk", [1, 2])
 def test_conv2d_in_chunks_of_the_batch_gives_the_same_values_and_gradients(monkeypatch, kernel, samples_per_chunk):
-    # Batch 5 in chunks of 1 or 2 samples (the last chunk is partial). Bytes per sample of the cols buffer:
-    # C*KH*KW * OH*OW * 8.
+    # Batch 5 in chunks of 1 or 2 samples (the last chunk is partial); a spy counts the im2col calls of forward.
     case = {"shape": (5, 2, 5, 4), "kernel": kernel, "stride": (1, 1), "pad": (1, 0) if kernel != (1, 1) else (0, 0)}
     inputs = conv_inputs(case, 3, True, seed=11)
     whole = conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()
     oh = 5 + 2 * case["pad"][0] - kernel[0] + 1
     ow = 4 - kernel[1] + 1
-    monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", samples_per_chunk * 2 * kernel[0] * kernel[1] * oh * ow * 8)
-    assert len(list(conv_module._chunks(5, 2 * kernel[0] * kernel[1] * oh * ow * 8))) == -(-5 // samples_per_chunk)
+    per_sample = conv_module._sample_bytes(2 * kernel[0] * kernel[1], 3, oh * ow, 8)
+    monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", samples_per_chunk * per_sample)
+    calls = []
+    real_im2col = cpu.im2col
+    monkeypatch.setattr(cpu, "im2col", lambda x, *a, **k: calls.append(x.shape[0]) or real_im2col(x, *a, **k))
     chunked = conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()
+    assert calls == [samples_per_chunk] * (5 // samples_per_chunk) + (
+        [5 % samples_per_chunk] if 5 % samples_per_chunk else []
+    )
     np.testing.assert_allclose(chunked, whole, rtol=1e-13, atol=1e-13)
     check_gradients(conv_fn(case), inputs, seed=3)
+
+
+@pytest.mark.parametrize("act", list(ACTS))
+def test_conv2d_gradients_with_more_output_channels_than_the_transposed_gemm_takes(act):
+    # Layers with at most FEW_ROWS output channels run their GEMMs transposed; the other path needs checking too.
+    case = {"shape": (2, 2, 4, 4), "kernel": (3, 3), "stride": (1, 1), "pad": (1, 1)}
+    inputs = conv_inputs(case, conv_module.FEW_ROWS + 2, True, seed=13)
+    if act == "relu":
+        assume_away_kinks = np.abs(conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()).min() > 1e-4
+        assert assume_away_kinks, "pick another seed: a pre-activation lies on relu's kink"
+    check_gradients(conv_fn(case, act), inputs, seed=13)
+    y = conv_fn(case, act)(*(f64(v) for v in inputs))
+    np.testing.assert_allclose(y.asnumpy(), ACTS[act](ref_conv(*inputs, (1, 1), (1, 1))), rtol=1e-10, atol=1e-10)
+
+
+def test_conv2d_backward_accepts_a_head_gradient_of_another_float_type():
+    rng = np.random.default_rng(0)
+    x = mc.array(rng.standard_normal((2, 2, 5, 5)), dtype="float32")
+    w = mc.array(rng.standard_normal((3, 2, 3, 3)), dtype="float32")
+    grads = []
+    for head_dtype in ("float32", "float64"):
+        for a in (x, w):
+            a.attach_grad()
+        with autograd.record():
+            y = ops.conv2d(x, w)
+        y.backward(mc.array(np.ones(y.shape), dtype=head_dtype))
+        assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+        grads.append((x.grad.asnumpy(), w.grad.asnumpy()))
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_conv2d_skips_the_input_gradient_when_the_input_needs_none():

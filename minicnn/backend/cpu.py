@@ -1,9 +1,10 @@
 """CPU backend: NumPy arrays, BLAS GEMM through `numpy.matmul`, numba kernels for the window ops.
 
-The pooling kernels and col2im run one (sample, channel) plane per parallel iteration (`prange` over N*C);
-im2col runs one row of its output per iteration. Iterations never write to the same memory: no atomics, and
-the result does not depend on the thread count.
-Kernels are compiled on first use for each dtype (float32, float64) and cached on disk (`cache=True`).
+The pooling kernels run one (sample, channel) plane per parallel iteration (`prange` over N*C), col2im one input
+channel, im2col one row of its output, the conv epilogues one (sample, channel) row or one output channel.
+Iterations never write to the same memory: no atomics, and the result does not depend on the thread count.
+Kernels are compiled on first use for each dtype (float32, float64) and memory layout of their arguments (the
+transposed GEMM output `bias_act` reads is not C-contiguous), and cached on disk (`cache=True`).
 
 Layout conventions (shared with the CUDA kernels, see `shapes.py`):
 - x: (N, C, H, W); cols: (C*KH*KW, N*OH*OW), row index (c*KH + i)*KW + j, column index (n*OH + oh)*OW + ow.
@@ -170,7 +171,8 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
                     row = (h0 + i) * w_ + w0
                     for j in range(j_lo, j_hi):
                         v = src[np.uint64(base + row + j)]
-                        if v > best:  # strict '>': ties keep the first maximum (row-major), a NaN never wins
+                        if v > best:  # strict '>': ties keep the first maximum (row-major); a NaN wins only
+                            # as the window's first pixel (every comparison with it is false), as before
                             best = v
                             best_at = row + j
                 q = np.uint64((nc * oh + y) * ow + xo)
@@ -339,7 +341,10 @@ def act_grad(y: np.ndarray, gy: np.ndarray, act: str | None, out: np.ndarray, gb
     The readable version is `epilogue.act_grad`."""
     m, o, p = y.shape
     acc = np.zeros(o, dtype=np.float64)
-    _act_grad(y, np.ascontiguousarray(gy), _ACT_CODE[act], _output(out, (o, m * p), y.dtype, "act_grad"), acc)
+    out = _output(out, (o, m * p), out.dtype if out is not None else y.dtype, "act_grad")
+    # y and gy in out's dtype (a gradient may come in another float type; the kernel wants one type throughout)
+    y, gy = (np.ascontiguousarray(a, dtype=out.dtype) for a in (y, gy))
+    _act_grad(y, gy, _ACT_CODE[act], out, acc)
     if gb is not None:
         gb += acc.astype(gb.dtype)
     return out
@@ -348,6 +353,8 @@ def act_grad(y: np.ndarray, gy: np.ndarray, act: str | None, out: np.ndarray, gb
 def max_pool_forward(x: np.ndarray, kernel, stride, pad) -> tuple[np.ndarray, np.ndarray]:
     """x: (N, C, H, W) -> (y: (N, C, OH, OW), idx: int32 position of each window's first maximum)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    if ph >= kh or pw >= kw:  # a window could lie wholly in the padding: it has no maximum (MXNet's rule too)
+        raise ValueError(f"max_pool_forward: padding {tuple(pad)} must be smaller than the window {tuple(kernel)}")
     n, c, h, w = x.shape
     shape = (n, c, out_size(h, kh, sh, ph), out_size(w, kw, sw, pw))
     y = np.empty(shape, dtype=x.dtype)

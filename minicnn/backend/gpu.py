@@ -126,6 +126,8 @@ act_grad = epilogue.act_grad
 
 def max_pool_forward(x, kernel, stride, pad):
     """x: (N, C, H, W) -> (y: (N, C, OH, OW), idx: int32 position h*W + w of each window's first maximum)."""
+    if pad[0] >= kernel[0] or pad[1] >= kernel[1]:  # a window wholly in the padding has no maximum
+        raise ValueError(f"max_pool_forward: padding {tuple(pad)} must be smaller than the window {tuple(kernel)}")
     n, c = x.shape[:2]
     geometry, (oh, ow) = _window(x.shape, kernel, stride, pad)
     y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
