@@ -340,7 +340,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="minicnn's device (MXNet and PyTorch run on the CPU)")
     p.add_argument("--minicnn-python", default=str(ROOT / ".venv/bin/python"))
     p.add_argument("--mxnet-python", default=str(ROOT / ".venv-ref/bin/python"))
-    p.add_argument("--torch-python", default="", help="a Python with torch installed, for a PyTorch column")
+    p.add_argument(
+        "--torch-python", default=str(ROOT / ".venv-torch/bin/python"), help="a Python with torch (./dev bench-setup)"
+    )
     p.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -354,6 +356,8 @@ def main() -> None:
     frameworks = {"minicnn": args.minicnn_python, "mxnet": args.mxnet_python}
     if importable(args.torch_python, "torch"):
         frameworks["torch"] = args.torch_python
+    else:
+        print(f"# PyTorch skipped: no `import torch` in {args.torch_python!r} (./dev bench-setup installs it)")
     print(f"# {' '.join(['python', 'benchmarks/networks.py', *sys.argv[1:]])}")
     print(
         f"# {cpu_model()}, {os.cpu_count()} cores, {args.threads} threads per process; "
