@@ -46,10 +46,11 @@ def _chunks(n: int, bytes_per_sample: int):
 
 
 class _Scratch:
-    """Work buffers shared by the batch chunks of one call. A fresh 30 MiB array per chunk pays its page faults
-    again each time (measured: im2col into a fresh array 6.2 ms, into a reused one 3.4 ms). The buffers live as
-    long as the call (except a single chunk's cols, which forward keeps for backward, as before); the first chunk is
-    the largest."""
+    """Work buffers shared by the batch chunks of one call. In a network, where arrays of other sizes come and go
+    between two chunks, a fresh 30 MiB array per chunk can be new memory that pays its page faults again (in
+    isolation, benchmarks/kernels.py, the allocator hands the same memory back and the two cost the same). The
+    buffers live as long as the call (except a single chunk's cols, which forward keeps for backward, as before);
+    the first chunk is the largest."""
 
     def __init__(self, xp, dtype):
         self.xp, self.dtype, self.flat = xp, dtype, {}
@@ -65,7 +66,7 @@ class _Scratch:
 
 
 # With this few output channels a GEMM runs faster transposed: OpenBLAS is slow when the result has only a
-# handful of rows (LeNet's first convolution, 6 channels: forward GEMM 2.9 -> 1.3 ms, weight gradient 3.4 -> 2.8 ms).
+# handful of rows (LeNet's first convolution, 6 channels: 10-40 % faster transposed, `benchmarks/kernels.py`).
 FEW_ROWS = 8
 
 

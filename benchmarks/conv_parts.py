@@ -1,0 +1,90 @@
+"""Where a convolution layer's time goes: forward and backward of one layer, split into im2col, GEMMs, col2im and
+the epilogues, at the chapter's shapes.
+
+    ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2]
+
+Each backend function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
+autograd.record and backward once untimed, then --repeats times timed; the last run is printed. The parts do not
+add up to the totals: the rest is Python and the ops' own array bookkeeping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (batch, in channels, side, out channels, kernel, stride, padding, activation); the input needs a gradient
+LAYERS = {
+    "lenet.conv0": (256, 1, 28, 6, 5, 1, 0, "sigmoid"),
+    "lenet.conv1": (256, 6, 12, 16, 5, 1, 0, "sigmoid"),
+    "alexnet.conv0": (128, 1, 224, 96, 11, 4, 0, "relu"),
+    "alexnet.conv1": (128, 96, 26, 256, 5, 1, 2, "relu"),
+    "alexnet.conv3": (128, 384, 12, 384, 3, 1, 1, "relu"),
+    "vgg11-div4.conv2": (128, 32, 56, 64, 3, 1, 1, "relu"),
+    "googlenet.b3-3x3": (128, 96, 12, 128, 3, 1, 1, "relu"),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layers", default=",".join(LAYERS), help=f"comma-separated, from: {', '.join(LAYERS)}")
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    import minicnn as mc
+    from minicnn import autograd
+    from minicnn.backend import cpu
+    from minicnn.ops import conv
+
+    spent: dict[str, float] = collections.defaultdict(float)
+
+    def timed(owner, name: str, label: str) -> None:
+        f = getattr(owner, name)
+
+        def wrapper(*a, **k):
+            start = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[label] += time.perf_counter() - start
+
+        setattr(owner, name, wrapper)
+
+    for name in ("im2col", "col2im", "bias_act", "act_grad"):
+        timed(cpu, name, name)
+    timed(np, "matmul", "gemm")
+
+    for layer in args.layers.split(","):
+        n, c, side, o, k, s, pad, act = LAYERS[layer]
+        rng = np.random.default_rng(0)
+        x = mc.array(rng.random((n, c, side, side), dtype=np.float32))
+        w = mc.array(rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.05)
+        b = mc.array(np.zeros(o, dtype=np.float32))
+        for a in (x, w, b):
+            a.attach_grad()
+        for _ in range(1 + args.repeats):
+            spent.clear()
+            start = time.perf_counter()
+            with autograd.record():
+                y = conv.conv2d(x, w, b, stride=s, pad=pad, act=act)
+            spent["forward total"] = time.perf_counter() - start
+            start = time.perf_counter()
+            y.backward()
+            spent["backward total"] = time.perf_counter() - start
+        flops = 2 * n * o * c * k * k * ((side + 2 * pad - k) // s + 1) ** 2
+        parts = "  ".join(f"{key} {v * 1e3:.0f}" for key, v in spent.items() if "total" not in key)
+        print(
+            f"{layer:18} forward {spent['forward total'] * 1e3:7.0f} ms  backward {spent['backward total'] * 1e3:7.0f}"
+            f" ms  ({3 * flops / (spent['forward total'] + spent['backward total']) / 1e9:.0f} GFLOP/s)  |  {parts}"
+        )
+
+
+if __name__ == "__main__":
+    main()
