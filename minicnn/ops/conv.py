@@ -19,8 +19,8 @@ the same steps as plain array operations.
 The cols buffer is built for a chunk of the batch at a time so its size stays under IM2COL_CHUNK_BYTES, and
 rebuilt in backward rather than kept (it is the largest array of a CNN) - unless the whole batch fits in one
 chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (LeNet's case). The chunks
-of one call share their work buffers (cols, the GEMM outputs); a fresh buffer per chunk paid its page faults
-every time.
+of one call share their work buffers (cols, the GEMM outputs): inside a network a fresh buffer per chunk can be
+new memory that pays its page faults again.
 """
 
 from __future__ import annotations
