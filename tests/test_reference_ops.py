@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 import minicnn as mc
 from minicnn import autograd, ops
+from minicnn.backend import cpu
+from minicnn.ops import conv as conv_module
 from reference import MXNET_SKIP_REASON, load_mxnet
 
 mx = load_mxnet()
@@ -158,6 +160,35 @@ def test_conv2d_output_and_gradients_match_mxnet(case, seed, out_channels, use_b
     assert_close(g[1], g_ref[1], case.n * oh * ow, f"conv2d d/dweight {case}")
     if use_bias:
         assert_close(g[2], g_ref[2], case.n * oh * ow, f"conv2d d/dbias {case}")
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(16, 24),
+    o=st.integers(16, 24),
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    seed=seeds,
+)
+def test_conv2d_winograd_path_matches_mxnet(n, c, o, size, pad, seed):
+    """3x3 stride-1 layers this wide take the Winograd path on the CPU (ops/conv.py): same results as MXNet's
+    convolution within float32 rounding, odd and even output sizes, forward and backward."""
+    h, w = (max(s, 3 - 2 * p) for s, p in zip(size, pad))
+    assert conv_module.use_winograd(cpu, c, o, (3, 3), (1, 1))
+    rng = np.random.default_rng(seed)
+    inputs = [uniform(rng, (n, c, h, w)), uniform(rng, (o, c, 3, 3)), uniform(rng, (o,))]
+    ours = lambda x, k, b: ops.conv2d(x, k, b, stride=1, pad=pad)  # noqa: E731
+    theirs = lambda x, k, b: mx.nd.Convolution(x, k, b, kernel=(3, 3), pad=pad, num_filter=o)  # noqa: E731
+    y, _ = run_minicnn(ours, inputs)
+    head = uniform(rng, y.shape)
+    y, g = run_minicnn(ours, inputs, head)
+    y_ref, g_ref = run_mxnet(theirs, inputs, head)
+    oh, ow = y.shape[2:]
+    assert_close(y, y_ref, c * 9 + 1, "winograd conv2d output")
+    assert_close(g[0], g_ref[0], o * 9, "winograd conv2d d/dx")
+    assert_close(g[1], g_ref[1], n * oh * ow, "winograd conv2d d/dweight")
+    assert_close(g[2], g_ref[2], n * oh * ow, "winograd conv2d d/dbias")
 
 
 # ---- pooling -------------------------------------------------------------------------------------------

@@ -434,3 +434,8 @@ def to_numpy(a: np.ndarray) -> np.ndarray:
 
 def synchronize() -> None:
     """CPU work is finished when the call returns."""
+
+
+# Winograd F(2x2, 3x3) tile transforms for 3x3 stride-1 convolutions (ops/conv.py picks them); a backend without
+# them sets `winograd = None`.
+from . import cpu_winograd as winograd  # noqa: E402, F401 - it uses _output from above

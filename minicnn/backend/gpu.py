@@ -38,6 +38,8 @@ except ImportError as _exc:  # re-raised with the text the user should see
 
 name = "gpu"
 xp = cupy
+# No Winograd tile transforms here: convolutions stay im2col + cuBLAS GEMM (see ops/conv.py, use_winograd).
+winograd = None
 
 # The kernels in kernels.cu (the list is checked against the file by tests/test_cuda_kernels.py).
 KERNELS = (

@@ -13,6 +13,11 @@ def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
 
 
+def winograd_tiles(oh: int, ow: int) -> tuple[int, int]:
+    """(TH, TW): the 2x2 output tiles of Winograd's F(2x2, 3x3) that cover an OH x OW output."""
+    return (oh + 1) // 2, (ow + 1) // 2
+
+
 def integer(v, name: str = "value") -> int:
     """v as an int; ValueError for anything that is not a whole number type (2.5, "3", None): truncating it
     would quietly build another layer than the one asked for."""

@@ -1,4 +1,4 @@
-"""2-D convolution as im2col + one GEMM.
+"""2-D convolution as im2col + one GEMM (and, for 3x3 stride-1 layers on the CPU, Winograd's F(2x2, 3x3)).
 
 x: (N, C, H, W), w: (O, C, KH, KW), b: (O,)  ->  y: (N, O, OH, OW), OH = floor((H + 2*PH - KH) / SH) + 1.
 
@@ -21,17 +21,47 @@ rebuilt in backward rather than kept (it is the largest array of a CNN) - unless
 chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (LeNet's case). The chunks
 of one call share their work buffers (cols, the GEMM outputs): inside a network a fresh buffer per chunk can be
 new memory that pays its page faults again.
+
+3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS input and output channels take another path where the
+backend has it (the CPU's): Winograd's minimal filtering F(2x2, 3x3), `ops/winograd.py`, which replaces the GEMM
+over 9*C rows of cols by 16 GEMMs over C rows of transformed tiles - 2.25x fewer multiply-adds - with the same
+chunking and the same epilogues. Each layer takes the same path every time (the rule reads only its shapes).
 """
 
 from __future__ import annotations
 
+import os
+
 from .. import autograd, backend
 from ..autograd import Function
-from ..backend.shapes import check_window_args, window_output_shape
+from ..backend.shapes import check_window_args, window_output_shape, winograd_tiles
 from ..errors import ShapeError
-from . import activation
+from . import activation, winograd
 
 IM2COL_CHUNK_BYTES = 32 << 20
+
+# Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least this many input and output channels, where the
+# backend has it (the CPU's). Thinner layers are bound by the tile transforms' memory traffic, not by the GEMMs.
+# MINICNN_WINOGRAD=0 in the environment turns it off (im2col everywhere), e.g. to compare the two.
+USE_WINOGRAD = os.environ.get("MINICNN_WINOGRAD", "1") != "0"
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def use_winograd(be, c: int, o: int, kernel, stride) -> bool:
+    """Whether Conv2D takes the Winograd path: the rule depends on the shapes only, so a layer always takes the
+    same path and its results do not change from run to run."""
+    return (
+        USE_WINOGRAD
+        and getattr(be, "winograd", None) is not None
+        and tuple(kernel) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and min(c, o) >= WINOGRAD_MIN_CHANNELS
+    )
+
+
+def _tiles(out_hw) -> int:
+    th, tw = winograd_tiles(*out_hw)
+    return th * tw
 
 
 def _sample_bytes(k: int, o: int, p: int, itemsize: int) -> int:
@@ -94,15 +124,24 @@ class Conv2D(Function):
                 f"expected (N, {w.shape[1] if w.ndim == 4 else 'C'}, H, W)"
             )
         be = backend.of(x)
-        xp = be.xp
         n, o = x.shape[0], w.shape[0]
         self.kernel = (w.shape[2], w.shape[3])
         check_window_args(self.name, self.kernel, self.stride, self.pad)
         oh, ow = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
-        p = oh * ow
+        self.out_hw = (oh, ow)
+        self.winograd = use_winograd(be, x.shape[1], o, self.kernel, self.stride)
+        y = be.xp.empty((n, o, oh * ow), dtype=x.dtype)
+        kept = (self._forward_winograd if self.winograd else self._forward_im2col)(be, x, w, b, y)
+        self.kept = kept if autograd.is_recording() else None
+        self.y = y if self.act is not None else None
+        self.x, self.w, self.has_bias = x, w, b is not None
+        return y.reshape(n, o, oh, ow)
+
+    def _forward_im2col(self, be, x, w, b, y):
+        """y (N, O, P) = act(W2 @ im2col(x) + b), a batch chunk at a time; returns cols when there was one chunk."""
+        xp, (n, o, p) = be.xp, y.shape
         w2 = w.reshape(o, -1)
         k = w2.shape[1]
-        y = xp.empty((n, o, p), dtype=x.dtype)
         scratch = _Scratch(xp, x.dtype)
         chunks = list(_chunks(n, _sample_bytes(k, o, p, x.dtype.itemsize)))
         for s in chunks:
@@ -110,39 +149,80 @@ class Conv2D(Function):
             cols = be.im2col(x[s], *self._window(), out=scratch.get("cols", (k, m * p)))
             y2 = _gemm(xp, w2, cols, scratch, "y2")  # (O, chunk*OH*OW)
             be.bias_act(y2, b, self.act, out=y[s])  # + b, activation, and the layout change to (chunk, O, P)
-        self.cols = cols if len(chunks) == 1 and autograd.is_recording() else None
-        self.y = y if self.act is not None else None
-        self.x, self.w, self.has_bias = x, w, b is not None
-        return y.reshape(n, o, oh, ow)
+        return cols if len(chunks) == 1 else None
+
+    def _forward_winograd(self, be, x, w, b, y):
+        """y = act(A^T [U @ V] A + b) tile by tile (ops/winograd.py), a batch chunk at a time; returns V when there
+        was one chunk."""
+        xp, (n, o, _), c = be.xp, y.shape, x.shape[1]
+        t = _tiles(self.out_hw)
+        u = winograd.weight_transform(w)  # (16, O, C): small, the readable version is fast enough
+        scratch = _Scratch(xp, x.dtype)
+        chunks = list(_chunks(n, _sample_bytes(16 * c, 16 * o, t, x.dtype.itemsize)))
+        for s in chunks:
+            m = s.stop - s.start
+            v = be.winograd.input_transform(x[s], self.pad, self.out_hw, out=scratch.get("v", (16, c, m * t)))
+            mm = xp.matmul(u, v, out=scratch.get("m", (16, o, m * t)))  # 16 GEMMs (O, C) @ (C, chunk*TH*TW)
+            be.winograd.output_bias_act(mm, b, self.act, out=y[s].reshape(m, o, *self.out_hw))
+        self.u = u
+        return v if len(chunks) == 1 else None
 
     def backward(self, gy):
-        x, w = self.x, self.w
-        be = backend.of(x)
-        xp = be.xp
+        be = backend.of(self.x)
         n, o = gy.shape[0], gy.shape[1]
         gy = gy.reshape(n, o, -1)
-        p = gy.shape[2]
-        w2 = w.reshape(o, -1)
+        gb = be.xp.zeros(o, dtype=self.x.dtype) if self.has_bias else None
+        gx = be.xp.empty_like(self.x) if self.needs_input_grad(0) else None
+        gw = (self._backward_winograd if self.winograd else self._backward_im2col)(be, gy, gb, gx)
+        return (gx, gw) + ((gb,) if self.has_bias else ())
+
+    def _grad_chunk(self, be, gy, s, scratch, gb):
+        """The activation's gradient, the bias gradient and the layout change to (O, chunk*OH*OW) in one pass,
+        chunk by chunk: for the whole batch at once it would be one more array the size of the layer's output
+        (1.5 GiB for VGG-11's first convolution at batch 128)."""
+        o, p = gy.shape[1:]
+        y = gy[s] if self.act is None else self.y[s]
+        return be.act_grad(y, gy[s], self.act, out=scratch.get("gy2", (o, (s.stop - s.start) * p)), gb=gb)
+
+    def _backward_im2col(self, be, gy, gb, gx):
+        x, w, xp = self.x, self.w, be.xp
+        (n, o, p), w2 = gy.shape, self.w.reshape(gy.shape[1], -1)
         k = w2.shape[1]
         gw2 = xp.zeros_like(w2)
-        gb = xp.zeros(o, dtype=x.dtype) if self.has_bias else None
-        gx = xp.empty_like(x) if self.needs_input_grad(0) else None
         scratch = _Scratch(xp, x.dtype)
         for s in _chunks(n, _sample_bytes(k, o, p, x.dtype.itemsize)):
             m = s.stop - s.start
-            cols = self.cols
+            cols = self.kept
             if cols is None:
                 cols = be.im2col(x[s], *self._window(), out=scratch.get("cols", (k, m * p)))
-            # The activation's gradient, the bias gradient and the layout change to (O, chunk*OH*OW) in one pass,
-            # chunk by chunk: for the whole batch at once it would be one more array the size of the layer's
-            # output (1.5 GiB for VGG-11's first convolution at batch 128).
-            y = gy[s] if self.act is None else self.y[s]
-            gy2 = be.act_grad(y, gy[s], self.act, out=scratch.get("gy2", (o, m * p)), gb=gb)
+            gy2 = self._grad_chunk(be, gy, s, scratch, gb)
             gw2 += _gemm(xp, gy2, cols.T, scratch, "gw2")
             if gx is not None:
                 gcols = xp.matmul(w2.T, gy2, out=scratch.get("gcols", (k, m * p)))
                 be.col2im(gcols, (m, *x.shape[1:]), *self._window(), out=gx[s])
-        return (gx, gw2.reshape(w.shape)) + ((gb,) if self.has_bias else ())
+        return gw2.reshape(w.shape)
+
+    def _backward_winograd(self, be, gy, gb, gx):
+        x, xp = self.x, be.xp
+        (n, o, _), c = gy.shape, x.shape[1]
+        t = _tiles(self.out_hw)
+        u = self.u
+        gu = xp.zeros((16, o, c), dtype=x.dtype)
+        scratch = _Scratch(xp, x.dtype)
+        for s in _chunks(n, _sample_bytes(16 * c, 16 * o, t, x.dtype.itemsize)):
+            m = s.stop - s.start
+            v = self.kept
+            if v is None:
+                v = be.winograd.input_transform(x[s], self.pad, self.out_hw, out=scratch.get("v", (16, c, m * t)))
+            gy2 = self._grad_chunk(be, gy, s, scratch, gb)
+            gm = be.winograd.output_transform_grad(gy2, m, self.out_hw, out=scratch.get("gm", (16, o, m * t)))
+            gu += xp.matmul(gm, v.transpose(0, 2, 1), out=scratch.get("gu", (16, o, c)))
+            if gx is not None:
+                # V is not needed any more: a rebuilt one's buffer takes gV (one array of 16*C*T less at the peak)
+                gv_buf = scratch.get("v" if self.kept is None else "gv", (16, c, m * t))
+                gv = xp.matmul(u.transpose(0, 2, 1), gm, out=gv_buf)
+                be.winograd.input_transform_grad(gv, self.pad, self.out_hw, out=gx[s])
+        return winograd.weight_transform_grad(gu, self.w.shape)
 
 
 def conv2d(x, weight, bias=None, stride=1, pad=0, name: str = "conv2d", act: str | None = None):

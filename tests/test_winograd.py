@@ -1,0 +1,183 @@
+"""Winograd F(2x2, 3x3) convolution, in three layers of checks:
+the readable transforms (ops/winograd.py) against the direct convolution and as each other's adjoints, the CPU
+numba kernels (backend/cpu_winograd.py) against the readable transforms, and Conv2D's Winograd path against
+central differences and against its im2col path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_ops_gradcheck import ACTS, check_gradients, f64, ref_conv
+
+import minicnn as mc
+from minicnn import autograd, ops
+from minicnn.backend import cpu
+from minicnn.ops import conv as conv_module
+from minicnn.ops import winograd as wg
+
+SEEDS = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def cases(draw):
+    """A 3x3 stride-1 convolution that fits: odd and even output sizes, one output row or column, pads 0..3."""
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    h = draw(st.integers(max(1, 3 - 2 * ph), 9))
+    w = draw(st.integers(max(1, 3 - 2 * pw), 9))
+    return {"x": (n, c, h, w), "w": (o, c, 3, 3), "pad": (ph, pw), "out": (h + 2 * ph - 2, w + 2 * pw - 2)}
+
+
+def draw_arrays(case, seed, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(case["x"]), rng.standard_normal(case["w"])
+    return x.astype(dtype), w.astype(dtype), rng.standard_normal(case["w"][0]).astype(dtype), rng
+
+
+@contextlib.contextmanager
+def conv_path(path: str):
+    """Make Conv2D take one path for every 3x3 stride-1 layer, however few its channels."""
+    saved = conv_module.USE_WINOGRAD, conv_module.WINOGRAD_MIN_CHANNELS
+    conv_module.USE_WINOGRAD, conv_module.WINOGRAD_MIN_CHANNELS = path == "winograd", 1
+    try:
+        yield
+    finally:
+        conv_module.USE_WINOGRAD, conv_module.WINOGRAD_MIN_CHANNELS = saved
+
+
+# ---- the readable transforms ----------------------------------------------------------------------------
+@settings(max_examples=60)
+@given(case=cases(), bias=st.booleans(), seed=SEEDS)
+def test_readable_winograd_convolution_equals_the_direct_convolution(case, bias, seed):
+    x, w, b, _ = draw_arrays(case, seed)
+    b = b if bias else None
+    np.testing.assert_allclose(wg.conv2d(x, w, b, case["pad"]), ref_conv(x, w, b, (1, 1), case["pad"]), atol=1e-12)
+
+
+@settings(max_examples=60)
+@given(case=cases(), seed=SEEDS)
+def test_each_transform_gradient_is_the_adjoint_of_its_transform(case, seed):
+    """<T a, g> == <a, T^T g> for random a and g: what makes the backward pass the gradient of the forward."""
+    x, w, _, rng = draw_arrays(case, seed)
+    oh, ow = case["out"]
+    v = wg.input_transform(x, case["pad"], oh, ow)
+    gv = rng.standard_normal(v.shape)
+    assert np.vdot(v, gv) == pytest.approx(np.vdot(x, wg.input_transform_grad(gv, x.shape, case["pad"], oh, ow)))
+    m = rng.standard_normal((16, w.shape[0], v.shape[2]))
+    y = wg.output_transform(m, x.shape[0], oh, ow)
+    gy = rng.standard_normal(y.shape)
+    assert np.vdot(y, gy) == pytest.approx(np.vdot(m, wg.output_transform_grad(gy)))
+    u = wg.weight_transform(w)
+    gu = rng.standard_normal(u.shape)
+    assert np.vdot(u, gu) == pytest.approx(np.vdot(w, wg.weight_transform_grad(gu, w.shape)))
+
+
+# ---- the CPU kernels ------------------------------------------------------------------------------------
+@settings(max_examples=60)
+@given(
+    case=cases(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    act=st.sampled_from(list(ACTS)),
+    bias=st.booleans(),
+    seed=SEEDS,
+)
+def test_cpu_winograd_kernels_match_the_readable_transforms(case, dtype, act, bias, seed):
+    x, w, b, rng = draw_arrays(case, seed, dtype)
+    b = b if bias else None
+    (n, _, _, _), o, out_hw, pad = case["x"], case["w"][0], case["out"], case["pad"]
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    k = cpu.winograd
+
+    v = k.input_transform(x, pad, out_hw)
+    np.testing.assert_allclose(v, wg.input_transform(x, pad, *out_hw), **tol)
+
+    m = rng.standard_normal((16, o, v.shape[2])).astype(dtype)
+    y = k.output_bias_act(m, b, act, out=np.empty((n, o, *out_hw), dtype=dtype))
+    expected = wg.output_transform(m, n, *out_hw) + (0 if b is None else b.reshape(1, o, 1, 1))
+    np.testing.assert_allclose(y, ACTS[act](expected), **tol)
+
+    gy = rng.standard_normal((n, o, *out_hw)).astype(dtype)
+    g2 = np.ascontiguousarray(gy.transpose(1, 0, 2, 3).reshape(o, -1))  # the conv epilogue's (O, N*OH*OW)
+    np.testing.assert_allclose(k.output_transform_grad(g2, n, out_hw), wg.output_transform_grad(gy), **tol)
+
+    gv = rng.standard_normal(v.shape).astype(dtype)
+    gx = k.input_transform_grad(gv, pad, out_hw, out=np.empty(x.shape, dtype=dtype))
+    np.testing.assert_allclose(gx, wg.input_transform_grad(gv, x.shape, pad, *out_hw), **tol)
+
+
+def test_cpu_winograd_kernels_refuse_an_out_buffer_of_the_wrong_shape():
+    x = np.zeros((1, 2, 4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="winograd input transform: out must be"):
+        cpu.winograd.input_transform(x, (1, 1), (4, 4), out=np.empty((16, 2, 3), dtype=np.float32))
+
+
+# ---- Conv2D's Winograd path ------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(case=cases(), bias=st.booleans(), act=st.sampled_from(list(ACTS)), seed=SEEDS)
+def test_conv2d_winograd_path_gradients_match_central_differences(case, bias, act, seed):
+    x, w, b, _ = draw_arrays(case, seed)
+    inputs = [x, w, b] if bias else [x, w]
+    fn = lambda x, w, b=None: ops.conv2d(x, w, b, stride=1, pad=case["pad"], act=act)  # noqa: E731
+    with conv_path("winograd"):
+        if act == "relu":  # no pre-activation within a perturbation of relu's kink
+            pre = ops.conv2d(*(f64(v) for v in inputs), stride=1, pad=case["pad"]).asnumpy()
+            if np.abs(pre).min() < 1e-4:
+                return
+        check_gradients(fn, inputs, seed=seed)
+
+
+def conv_step(x, w, b, pad, act, input_grad: bool):
+    """Forward and backward of one conv layer with a fixed head gradient; returns y and the gradients."""
+    xs = [mc.array(v) for v in (x, w, b)]
+    for i, v in enumerate(xs):
+        if i > 0 or input_grad:
+            v.attach_grad()
+    with autograd.record():
+        y = ops.conv2d(*xs, stride=1, pad=pad, act=act)
+        head = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+        loss = (y * mc.array(head)).sum()
+    loss.backward()
+    return [y.asnumpy()] + [v.grad.asnumpy() for v in xs if v.grad is not None]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30], ids=["a chunk per sample", "one chunk"])
+@pytest.mark.parametrize("act", [None, "relu", "sigmoid"])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, input_grad, monkeypatch):
+    """The float32 results of the two paths differ only by rounding, whether the batch is cut into chunks (the
+    tiles are rebuilt in backward) or not (forward keeps them)."""
+    monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 20, 9, 6)).astype(np.float32)
+    w = (rng.standard_normal((24, 20, 3, 3)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    results = {}
+    for path in ("im2col", "winograd"):
+        with conv_path(path):
+            results[path] = conv_step(x, w, b, (1, 0), act, input_grad)
+    assert len(results["winograd"]) == (4 if input_grad else 3)
+    for got, want in zip(results["winograd"], results["im2col"], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_channels():
+    k = conv_module.WINOGRAD_MIN_CHANNELS
+    rule = lambda c, o, kernel=(3, 3), stride=(1, 1): conv_module.use_winograd(cpu, c, o, kernel, stride)  # noqa: E731
+    assert rule(k, k)
+    assert not rule(k - 1, k) and not rule(k, k - 1)
+    assert not rule(k, k, kernel=(5, 5)) and not rule(k, k, kernel=(3, 1)) and not rule(k, k, stride=(2, 2))
+
+    class NoWinograd:  # a backend without the transforms (the GPU's)
+        winograd = None
+
+    assert not conv_module.use_winograd(NoWinograd, k, k, (3, 3), (1, 1))
+
+    x = mc.array(np.zeros((1, k, 5, 5), dtype=np.float32))
+    f = conv_module.Conv2D(pad=(1, 1))
+    f(x, mc.array(np.zeros((k, k, 3, 3), dtype=np.float32)))
+    assert f.winograd
