@@ -1,7 +1,12 @@
 """Where a convolution layer's time goes: forward and backward of one layer, split into im2col, GEMMs, col2im and
-the epilogues, at the chapter's shapes.
+the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
-    ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2]
+    ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2] [--paths im2col,auto]
+
+--paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 channels, else im2col);
+`im2col` forces im2col + GEMM. With both (the default), each layer that takes the Winograd path runs both ways,
+side by side: the A/B of the Winograd path. GFLOP/s counts the direct convolution's multiply-adds (2*N*O*C*K*K*OH*OW
+per pass, three passes) on both paths, so a Winograd row's rate is an effective one: it does 2.25x fewer.
 
 Each backend function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
 autograd.record and backward once untimed, then --repeats times timed; the last run is printed. The parts do not
@@ -25,6 +30,8 @@ LAYERS = {
     "alexnet.conv0": (128, 1, 224, 96, 11, 4, 0, "relu"),
     "alexnet.conv1": (128, 96, 26, 256, 5, 1, 2, "relu"),
     "alexnet.conv3": (128, 384, 12, 384, 3, 1, 1, "relu"),
+    "vgg11.conv2": (32, 128, 56, 256, 3, 1, 1, "relu"),
+    "vgg11.conv6": (32, 512, 14, 512, 3, 1, 1, "relu"),
     "vgg11-div4.conv2": (128, 32, 56, 64, 3, 1, 1, "relu"),
     "googlenet.b3-3x3": (128, 96, 12, 128, 3, 1, 1, "relu"),
 }
@@ -34,6 +41,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", default=",".join(LAYERS), help=f"comma-separated, from: {', '.join(LAYERS)}")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--paths", default="im2col,auto", help="comma-separated, from: im2col, auto")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -59,10 +67,16 @@ def main() -> None:
 
     for name in ("im2col", "col2im", "bias_act", "act_grad"):
         timed(cpu, name, name)
+    for name in ("input_transform", "output_bias_act", "output_transform_grad", "input_transform_grad"):
+        timed(cpu.winograd, name, f"wino.{name}")
     timed(np, "matmul", "gemm")
 
-    for layer in args.layers.split(","):
+    for layer, path in ((layer, path) for layer in args.layers.split(",") for path in args.paths.split(",")):
         n, c, side, o, k, s, pad, act = LAYERS[layer]
+        conv.USE_WINOGRAD = path == "auto"
+        wino = conv.use_winograd(cpu, c, o, (k, k), (s, s))
+        if path == "auto" and not wino and "im2col" in args.paths:
+            continue  # the same path as the im2col row
         rng = np.random.default_rng(0)
         x = mc.array(rng.random((n, c, side, side), dtype=np.float32))
         w = mc.array(rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.05)
@@ -81,7 +95,8 @@ def main() -> None:
         flops = 2 * n * o * c * k * k * ((side + 2 * pad - k) // s + 1) ** 2
         parts = "  ".join(f"{key} {v * 1e3:.0f}" for key, v in spent.items() if "total" not in key)
         print(
-            f"{layer:18} forward {spent['forward total'] * 1e3:7.0f} ms  backward {spent['backward total'] * 1e3:7.0f}"
+            f"{layer:18} {'winograd' if wino else 'im2col':8}  forward {spent['forward total'] * 1e3:7.0f} ms  "
+            f"backward {spent['backward total'] * 1e3:7.0f}"
             f" ms  ({3 * flops / (spent['forward total'] + spent['backward total']) / 1e9:.0f} GFLOP/s)  |  {parts}"
         )
 

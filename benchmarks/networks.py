@@ -12,7 +12,9 @@ the process's peak resident memory (ru_maxrss).
 
 For AlexNet and VGG-11 a further minicnn process measures the convolution layers' rate (GFLOP/s over their
 forward and backward, from a per-layer profile of one step) and NumPy's own float32 GEMM rate (3072^3, best of
-3) with the same BLAS and threads: the speed issue asks for conv >= 70% of GEMM.
+3) with the same BLAS and threads: the speed issue asks for conv >= 70% of GEMM. The conv FLOPs are the direct
+convolution's (2*N*O*C*KH*KW*OH*OW forward, twice that backward) whichever algorithm ran: for the 3x3 layers that
+take the Winograd path (2.25x fewer multiply-adds) the rate is an effective one.
 
 Networks: lenet (28x28, batch 256), alexnet (224, 128), vgg11 (full width, 224, batch 32: batch 128 needs
 ~6 GiB and minutes per step), vgg11-div4 (the book's small VGG, channels / 4, 224, 128), nin (224, 128),

@@ -3,7 +3,8 @@
 For every top-level layer: forward time, backward time, forward FLOPs and the rate they run at, for one training
 step (forward, loss, backward, SGD update) on random images of the network's input size. One warm-up step runs
 first (it pays numba's or NVRTC's compilation and the memory allocator's growth), then the median of `steps` steps
-is shown.
+is shown. FLOPs are the direct convolution's (summary.py) whatever algorithm ran, so a 3x3 layer on the Winograd
+path (ops/conv.py: 2.25x fewer multiply-adds) shows an effective rate, which can exceed the BLAS GEMM's.
 
 How the backward pass is split by layer: each layer runs on a detached copy of its input (a new leaf with
 `attach_grad()`), which cuts the graph at every layer boundary. Backward then runs piece by piece from the loss

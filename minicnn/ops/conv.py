@@ -164,7 +164,6 @@ class Conv2D(Function):
             v = be.winograd.input_transform(x[s], self.pad, self.out_hw, out=scratch.get("v", (16, c, m * t)))
             mm = xp.matmul(u, v, out=scratch.get("m", (16, o, m * t)))  # 16 GEMMs (O, C) @ (C, chunk*TH*TW)
             be.winograd.output_bias_act(mm, b, self.act, out=y[s].reshape(m, o, *self.out_hw))
-        self.u = u
         return v if len(chunks) == 1 else None
 
     def backward(self, gy):
@@ -206,7 +205,7 @@ class Conv2D(Function):
         x, xp = self.x, be.xp
         (n, o, _), c = gy.shape, x.shape[1]
         t = _tiles(self.out_hw)
-        u = self.u
+        u = winograd.weight_transform(self.w)  # rebuilt, not kept: VGG-11's would hold 64 MiB until backward
         gu = xp.zeros((16, o, c), dtype=x.dtype)
         scratch = _Scratch(xp, x.dtype)
         for s in _chunks(n, _sample_bytes(16 * c, 16 * o, t, x.dtype.itemsize)):
