@@ -46,6 +46,21 @@ def _a(g0, g1):  # A @ g, the adjoint of _at
     return g0, g0 + g1, g0 - g1, -g1
 
 
+@njit(inline="always")
+def _stage(buf, q, a, e):
+    # row a (4 values) of tile q's transform into buf's column q % _BLOCK
+    k = q % _BLOCK
+    buf[4 * a, k], buf[4 * a + 1, k], buf[4 * a + 2, k], buf[4 * a + 3, k] = e
+
+
+@njit(inline="always")
+def _flush_when_full(buf, q, out):
+    # buf holds tiles q-k .. q in its columns 0 .. k: store them into out (16, T) when it is full or q is the last.
+    k = q % _BLOCK
+    if k == _BLOCK - 1 or q == out.shape[1] - 1:
+        out[:, q - k : q + 1] = buf[:, : k + 1]
+
+
 @njit(parallel=True, cache=True)
 def _input(x, ph, pw, th, tw, v):
     # v[4a+b, c, t] = (B^T d B)[a, b], d the tile's 4x4 window of the zero-padded input.
@@ -68,12 +83,9 @@ def _input(x, ph, pw, th, tw, v):
                     c1 = _bt(rows[0, j + 1], rows[1, j + 1], rows[2, j + 1], rows[3, j + 1])
                     c2 = _bt(rows[0, j + 2], rows[1, j + 2], rows[2, j + 2], rows[3, j + 2])
                     c3 = _bt(rows[0, j + 3], rows[1, j + 3], rows[2, j + 3], rows[3, j + 3])
-                    k = q % _BLOCK
-                    for a in range(4):
-                        e0, e1, e2, e3 = _bt(c0[a], c1[a], c2[a], c3[a])
-                        buf[4 * a, k], buf[4 * a + 1, k], buf[4 * a + 2, k], buf[4 * a + 3, k] = e0, e1, e2, e3
-                    if k == _BLOCK - 1 or q == v.shape[2] - 1:
-                        v[:, c, q - k : q + 1] = buf[:, : k + 1]
+                    for a in range(4):  # then B along each row a
+                        _stage(buf, q, a, _bt(c0[a], c1[a], c2[a], c3[a]))
+                    _flush_when_full(buf, q, v[:, c])
 
 
 @njit(parallel=True, cache=True)
@@ -128,12 +140,9 @@ def _output_grad(g2, n_, oh, ow, th, tw, gm):
                     g11 = src[r1 + j + 1] if two_rows and two_cols else zero
                     c0 = _a(g00, g10)  # A down the tile's two columns
                     c1 = _a(g01, g11)
-                    k = q % _BLOCK
-                    for a in range(4):
-                        e0, e1, e2, e3 = _a(c0[a], c1[a])
-                        buf[4 * a, k], buf[4 * a + 1, k], buf[4 * a + 2, k], buf[4 * a + 3, k] = e0, e1, e2, e3
-                    if k == _BLOCK - 1 or q == gm.shape[2] - 1:
-                        gm[:, o, q - k : q + 1] = buf[:, : k + 1]
+                    for a in range(4):  # then A along each row a
+                        _stage(buf, q, a, _a(c0[a], c1[a]))
+                    _flush_when_full(buf, q, gm[:, o])
 
 
 @njit(parallel=True, cache=True)
