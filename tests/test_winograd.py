@@ -87,6 +87,10 @@ def test_each_transform_gradient_is_the_adjoint_of_its_transform(case, seed):
     seed=SEEDS,
 )
 def test_cpu_winograd_kernels_match_the_readable_transforms(case, dtype, act, bias, seed):
+    check_kernels_against_readable_transforms(case, dtype, act, bias, seed)
+
+
+def check_kernels_against_readable_transforms(case, dtype, act, bias, seed):
     x, w, b, rng = draw_arrays(case, seed, dtype)
     b = b if bias else None
     (n, _, _, _), o, out_hw, pad = case["x"], case["w"][0], case["out"], case["pad"]
@@ -108,6 +112,15 @@ def test_cpu_winograd_kernels_match_the_readable_transforms(case, dtype, act, bi
     gv = rng.standard_normal(v.shape).astype(dtype)
     gx = k.input_transform_grad(gv, pad, out_hw, out=np.empty(x.shape, dtype=dtype))
     np.testing.assert_allclose(gx, wg.input_transform_grad(gv, x.shape, pad, *out_hw), **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_winograd_kernels_match_over_several_store_blocks(dtype):
+    """840 tiles per channel: the kernels that write V and gM store them in blocks of cpu_winograd._BLOCK (256)
+    tiles, so this crosses three full blocks and a partial one; the hypothesis cases stay below one block."""
+    case = {"x": (2, 3, 40, 41), "w": (4, 3, 3, 3), "pad": (1, 1), "out": (40, 41)}
+    assert 2 * 20 * 21 > 3 * cpu.winograd._BLOCK
+    check_kernels_against_readable_transforms(case, dtype, "relu", True, seed=3)
 
 
 def test_cpu_winograd_kernels_refuse_an_out_buffer_of_the_wrong_shape():
@@ -145,12 +158,15 @@ def conv_step(x, w, b, pad, act, input_grad: bool):
     return [y.asnumpy()] + [v.grad.asnumpy() for v in xs if v.grad is not None]
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30], ids=["a chunk per sample", "one chunk"])
+@pytest.mark.parametrize(
+    "chunk_bytes", [1, 40_000, 1 << 30], ids=["a chunk per sample", "chunks of 2 and 1 samples", "one chunk"]
+)
 @pytest.mark.parametrize("act", [None, "relu", "sigmoid"])
 @pytest.mark.parametrize("input_grad", [True, False])
 def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, input_grad, monkeypatch):
     """The float32 results of the two paths differ only by rounding, whether the batch is cut into chunks (the
-    tiles are rebuilt in backward) or not (forward keeps them)."""
+    tiles are rebuilt in backward) or not (forward keeps them). 40,000 bytes: one sample of this layer's tiles
+    takes 16 * 24 * 10 * 4 = 15,360, so the Winograd path runs chunks of 2 and 1 samples."""
     monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 20, 9, 6)).astype(np.float32)
@@ -165,7 +181,8 @@ def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, inp
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
-def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_channels():
+def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_channels(monkeypatch):
+    monkeypatch.setattr(conv_module, "USE_WINOGRAD", True)  # whatever MINICNN_WINOGRAD says
     k = conv_module.WINOGRAD_MIN_CHANNELS
     rule = lambda c, o, kernel=(3, 3), stride=(1, 1): conv_module.use_winograd(cpu, c, o, kernel, stride)  # noqa: E731
     assert rule(k, k)
@@ -181,3 +198,6 @@ def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough
     f = conv_module.Conv2D(pad=(1, 1))
     f(x, mc.array(np.zeros((k, k, 3, 3), dtype=np.float32)))
     assert f.winograd
+
+    monkeypatch.setattr(conv_module, "USE_WINOGRAD", False)  # MINICNN_WINOGRAD=0
+    assert not rule(k, k)

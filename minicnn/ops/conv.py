@@ -25,7 +25,8 @@ new memory that pays its page faults again.
 3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS input and output channels take another path where the
 backend has it (the CPU's): Winograd's minimal filtering F(2x2, 3x3), `ops/winograd.py`, which replaces the GEMM
 over 9*C rows of cols by 16 GEMMs over C rows of transformed tiles - 2.25x fewer multiply-adds - with the same
-chunking and the same epilogues. Each layer takes the same path every time (the rule reads only its shapes).
+chunking; its forward epilogue (bias, activation, NCHW) is fused into the output transform, its backward shares
+`act_grad`. Each layer takes the same path every time (the rule reads only its shapes).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from . import activation, winograd
 IM2COL_CHUNK_BYTES = 32 << 20
 
 # Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least this many input and output channels, where the
-# backend has it (the CPU's). Thinner layers are bound by the tile transforms' memory traffic, not by the GEMMs.
-# MINICNN_WINOGRAD=0 in the environment turns it off (im2col everywhere), e.g. to compare the two.
+# backend has it (the CPU's). Below 16 channels the 16 GEMMs are too thin to gain anything; from 16 to 64 the two
+# paths measured about even (benchmarks/conv_parts.py, vgg11-div4.conv2), and there Winograd's tiles take 4x the
+# input's memory against im2col's 9x. MINICNN_WINOGRAD=0 in the environment turns it off (im2col everywhere).
 USE_WINOGRAD = os.environ.get("MINICNN_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 16
 
@@ -79,7 +81,8 @@ class _Scratch:
     """Work buffers shared by the batch chunks of one call. In a network, where arrays of other sizes come and go
     between two chunks, a fresh 30 MiB array per chunk can be new memory that pays its page faults again (in
     isolation, benchmarks/kernels.py, the allocator hands the same memory back and the two cost the same). The
-    buffers live as long as the call (except a single chunk's cols, which forward keeps for backward, as before);
+    buffers live as long as the call (except a single chunk's cols or Winograd tiles V, which forward keeps for
+    backward);
     the first chunk is the largest."""
 
     def __init__(self, xp, dtype):
@@ -171,7 +174,8 @@ class Conv2D(Function):
         n, o = gy.shape[0], gy.shape[1]
         gy = gy.reshape(n, o, -1)
         gb = be.xp.zeros(o, dtype=self.x.dtype) if self.has_bias else None
-        gx = be.xp.empty_like(self.x) if self.needs_input_grad(0) else None
+        # C-contiguous whatever x's layout: the kernels write each chunk's gx[s] through flat indices
+        gx = be.xp.empty(self.x.shape, dtype=self.x.dtype) if self.needs_input_grad(0) else None
         gw = (self._backward_winograd if self.winograd else self._backward_im2col)(be, gy, gb, gx)
         return (gx, gw) + ((gb,) if self.has_bias else ())
 
@@ -205,7 +209,8 @@ class Conv2D(Function):
         x, xp = self.x, be.xp
         (n, o, _), c = gy.shape, x.shape[1]
         t = _tiles(self.out_hw)
-        u = winograd.weight_transform(self.w)  # rebuilt, not kept: VGG-11's would hold 64 MiB until backward
+        # U again, for gV only: rebuilt rather than kept since forward (VGG-11's would hold 64 MiB until backward)
+        u = winograd.weight_transform(self.w) if gx is not None else None
         gu = xp.zeros((16, o, c), dtype=x.dtype)
         scratch = _Scratch(xp, x.dtype)
         for s in _chunks(n, _sample_bytes(16 * c, 16 * o, t, x.dtype.itemsize)):
