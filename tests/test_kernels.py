@@ -357,3 +357,25 @@ def test_kernels_accept_non_contiguous_inputs():
     np.testing.assert_array_equal(
         cpu.max_pool_forward(x, (2, 2), (2, 2), (0, 0))[0], ref_max_pool(x, (2, 2), (2, 2), (0, 0))[0]
     )
+
+
+def test_max_pool_padding_never_wins_even_against_minus_infinity():
+    """A window whose real pixels are all -inf still reports its first real pixel, never a padding cell."""
+    x = np.full((1, 1, 3, 3), -np.inf, dtype=np.float32)
+    y, idx = cpu.max_pool_forward(x, (3, 3), (1, 1), (1, 1))
+    assert np.all(y == -np.inf)
+    # first pixel inside the image of each clipped window: (max(y-1, 0), max(x-1, 0))
+    expected = [[max(r - 1, 0) * 3 + max(c - 1, 0) for c in range(3)] for r in range(3)]
+    np.testing.assert_array_equal(idx[0, 0], expected)
+
+
+def test_max_pool_nan_wins_only_as_the_windows_first_pixel():
+    """Strict '>' comparisons: a NaN that starts a window stays its maximum (divergence shows); a NaN further in
+    loses to everything, as every comparison with it is false."""
+    x = np.array([[[[np.nan, 5, 1], [1, 2, 3], [0, 0, 9]]]], dtype=np.float32)
+    y, idx = cpu.max_pool_forward(x, (3, 3), (1, 1), (1, 1))
+    assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 0  # the window starts at the NaN
+    assert y[0, 0, 1, 2] == 9 and idx[0, 0, 1, 2] == 8  # starts at 5 (0, 1): the NaN is not in it
+    assert y[0, 0, 2, 2] == 9 and idx[0, 0, 2, 2] == 8
+    y, idx = cpu.max_pool_forward(np.array([[[[1, np.nan], [0, 2]]]], dtype=np.float32), (2, 2), (1, 1), (0, 0))
+    assert y[0, 0, 0, 0] == 2 and idx[0, 0, 0, 0] == 3  # the NaN inside the window is passed over
