@@ -3,9 +3,9 @@ the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
     ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2] [--paths im2col,auto]
 
---paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 channels, else im2col);
-`im2col` forces im2col + GEMM. With both (the default), each layer that takes the Winograd path runs both ways,
-side by side: the A/B of the Winograd path. GFLOP/s counts the direct convolution's multiply-adds (2*N*O*C*K*K*OH*OW
+--paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 channels, the pointwise path
+for 1x1 layers on planes of >= 256 pixels, else im2col); `im2col` forces im2col + GEMM. With both (the default),
+each layer that takes another path runs both ways, side by side: the A/B of the Winograd and pointwise paths. GFLOP/s counts the direct convolution's multiply-adds (2*N*O*C*K*K*OH*OW
 per pass, three passes) on both paths, so a Winograd row's rate is an effective one: it does 2.25x fewer.
 
 Each backend function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
@@ -34,6 +34,9 @@ LAYERS = {
     "vgg11.conv6": (32, 512, 14, 512, 3, 1, 1, "relu"),
     "vgg11-div4.conv2": (128, 32, 56, 64, 3, 1, 1, "relu"),
     "googlenet.b3-3x3": (128, 96, 12, 128, 3, 1, 1, "relu"),
+    "nin.1x1-54": (128, 96, 54, 96, 1, 1, 0, "relu"),
+    "nin.1x1-26": (128, 256, 26, 256, 1, 1, 0, "relu"),
+    "googlenet.b2-1x1": (128, 64, 24, 64, 1, 1, 0, "relu"),
 }
 
 
@@ -73,9 +76,10 @@ def main() -> None:
 
     for layer, path in ((layer, path) for layer in args.layers.split(",") for path in args.paths.split(",")):
         n, c, side, o, k, s, pad, act = LAYERS[layer]
-        conv.USE_WINOGRAD = path == "auto"
-        wino = conv.use_winograd(cpu, c, o, (k, k), (s, s))
-        if path == "auto" and not wino and "im2col" in args.paths:
+        conv.USE_WINOGRAD = conv.USE_POINTWISE = path == "auto"
+        side_out = (side + 2 * pad - k) // s + 1
+        taken = conv.conv_path(cpu, c, o, (k, k), (s, s), (pad, pad), (side_out, side_out))
+        if path == "auto" and taken == "im2col" and "im2col" in args.paths:
             continue  # the same path as the im2col row
         rng = np.random.default_rng(0)
         x = mc.array(rng.random((n, c, side, side), dtype=np.float32))
@@ -95,7 +99,7 @@ def main() -> None:
         flops = 2 * n * o * c * k * k * ((side + 2 * pad - k) // s + 1) ** 2
         parts = "  ".join(f"{key} {v * 1e3:.0f}" for key, v in spent.items() if "total" not in key)
         print(
-            f"{layer:18} {'winograd' if wino else 'im2col':8}  forward {spent['forward total'] * 1e3:7.0f} ms  "
+            f"{layer:18} {taken:9}  forward {spent['forward total'] * 1e3:7.0f} ms  "
             f"backward {spent['backward total'] * 1e3:7.0f}"
             f" ms  ({3 * flops / (spent['forward total'] + spent['backward total']) / 1e9:.0f} GFLOP/s)  |  {parts}"
         )

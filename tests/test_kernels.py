@@ -197,19 +197,23 @@ EPILOGUE_SHAPES = st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1,
 
 @settings(max_examples=60)
 @given(shape=EPILOGUE_SHAPES, act=st.sampled_from([None, "relu", "sigmoid"]), bias=st.booleans(),
-       dtype=float_dtypes, seed=SEEDS)  # fmt: skip
-def test_fused_bias_activation_matches_the_plain_version(shape, act, bias, dtype, seed):
+       layout=st.sampled_from(["gemm", "nchw", "nchw in place"]), dtype=float_dtypes, seed=SEEDS)  # fmt: skip
+def test_fused_bias_activation_matches_the_plain_version(shape, act, bias, layout, dtype, seed):
+    """y2 comes as (O, N*P) from im2col's GEMM or as (N, O, P) from the pointwise path's, which may be out itself."""
     n, o, p = shape
-    y2 = rand((o, n * p), dtype, seed) * 3
+    y2 = rand((o, n * p) if layout == "gemm" else (n, o, p), dtype, seed) * 3
     b = rand((o,), dtype, seed + 1) if bias else None
-    got = cpu.bias_act(y2, b, act, out=np.empty((n, o, p), dtype))
-    want = epilogue.bias_act(y2, b, act, out=np.empty((n, o, p), dtype))
+    want = epilogue.bias_act(y2.copy(), b, act, out=np.empty((n, o, p), dtype))
+    got = cpu.bias_act(y2, b, act, out=y2 if layout == "nchw in place" else np.empty((n, o, p), dtype))
     np.testing.assert_array_equal(got, want)
 
 
 @settings(max_examples=60)
-@given(shape=EPILOGUE_SHAPES, act=st.sampled_from([None, "relu", "sigmoid"]), dtype=float_dtypes, seed=SEEDS)
-def test_fused_activation_gradient_matches_the_plain_version_and_sums_the_bias_gradient(shape, act, dtype, seed):
+@given(shape=EPILOGUE_SHAPES, act=st.sampled_from([None, "relu", "sigmoid"]), layout=st.sampled_from(["gemm", "nchw"]),
+       dtype=float_dtypes, seed=SEEDS)  # fmt: skip
+def test_fused_activation_gradient_matches_the_plain_version_and_sums_the_bias_gradient(
+    shape, act, layout, dtype, seed
+):  # noqa: E501
     n, o, p = shape
     y = rand((n, o, p), dtype, seed)
     if act == "sigmoid":
@@ -217,11 +221,15 @@ def test_fused_activation_gradient_matches_the_plain_version_and_sums_the_bias_g
     elif act == "relu":
         y = np.maximum(y, 0)
     gy = rand((n, o, p), dtype, seed + 1)
+    out_shape = (o, n * p) if layout == "gemm" else (n, o, p)
     gb_got, gb_want = np.ones(o, dtype), np.ones(o, dtype)  # both add onto what is there
-    got = cpu.act_grad(y, gy, act, out=np.empty((o, n * p), dtype), gb=gb_got)
-    want = epilogue.act_grad(y, gy, act, out=np.empty((o, n * p), dtype), gb=gb_want)
+    got = cpu.act_grad(y, gy, act, out=np.empty(out_shape, dtype), gb=gb_got)
+    want = epilogue.act_grad(y, gy, act, out=np.empty(out_shape, dtype), gb=gb_want)
+    assert got.shape == out_shape
     np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(gb_got, gb_want, **tolerance(dtype))
+    if layout == "nchw":  # no layout change: the plain product
+        np.testing.assert_allclose(got, gy if act is None else ops.activation.grad(act, y, gy), **tolerance(dtype))
 
 
 def test_relu_epilogue_keeps_a_nan_so_divergence_shows():

@@ -199,6 +199,42 @@ def _check_winograd_conv(n, c, o, h, w, pad, seed):
     assert_close(g[2], g_ref[2], n * oh * ow, "winograd conv2d d/dbias")
 
 
+@settings(deadline=None, max_examples=25)
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 8),
+    o=st.integers(1, 8),
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    act=st.sampled_from([None, "relu"]),
+    seed=seeds,
+)
+def test_conv2d_pointwise_path_matches_mxnet(n, c, o, size, act, seed):
+    """1x1 layers on the pointwise path (a batched GEMM on NCHW, ops/conv.py; here on small planes too): same
+    results as MXNet's convolution (+ relu) within float32 rounding, forward and backward."""
+    saved = conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS
+    conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS = True, 1  # whatever MINICNN_POINTWISE says
+    try:
+        assert conv_module.use_pointwise((1, 1), (1, 1), (0, 0), size)
+        rng = np.random.default_rng(seed)
+        inputs = [uniform(rng, (n, c, *size)), uniform(rng, (o, c, 1, 1)), uniform(rng, (o,))]
+        ours = lambda x, k, b: ops.conv2d(x, k, b, act=act)  # noqa: E731
+
+        def theirs(x, k, b):
+            y = mx.nd.Convolution(x, k, b, kernel=(1, 1), num_filter=o)
+            return y if act is None else mx.nd.relu(y)
+
+        y, _ = run_minicnn(ours, inputs)
+        head = uniform(rng, y.shape)
+        y, g = run_minicnn(ours, inputs, head)
+        y_ref, g_ref = run_mxnet(theirs, inputs, head)
+        assert_close(y, y_ref, c + 1, "pointwise conv2d output")
+        assert_close(g[0], g_ref[0], o, "pointwise conv2d d/dx")
+        assert_close(g[1], g_ref[1], n * size[0] * size[1], "pointwise conv2d d/dweight")
+        assert_close(g[2], g_ref[2], n * size[0] * size[1], "pointwise conv2d d/dbias")
+    finally:
+        conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS = saved
+
+
 # ---- pooling -------------------------------------------------------------------------------------------
 def _pool_pair(kind, case):
     def ours(x):

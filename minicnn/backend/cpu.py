@@ -291,29 +291,31 @@ _ACT_CODE = {None: 0, "relu": 1, "sigmoid": 2}
 
 
 @njit(parallel=True, cache=True)
-def _bias_act(y2, b, act, y):
-    # y[n, o, p] = act(y2[o, n*P + p] + b[o]) for act 0 (none) or 1 (relu); one (n, o) row per parallel iteration.
+def _bias_act(src, nchw, b, act, y):
+    # y[n, o, p] = act(y2 + b[o]) for act 0 (none) or 1 (relu); one (n, o) row per parallel iteration. src is the
+    # GEMM's output as (O, N, P) (im2col's GEMM: the layout change happens here) or as (N, O, P) when `nchw` (the
+    # pointwise GEMM's, possibly y itself: each element is read before it is written).
     m_, o_, p_ = y.shape
     for no in prange(m_ * o_):
         n = no // o_
         o = no % o_
-        src = y2[o, n * p_ : (n + 1) * p_]
+        row = src[n, o] if nchw else src[o, n]
         dst = y[n, o]
         bo = b[o]
         if act == 1:
             for q in range(p_):
-                v = src[q] + bo
+                v = row[q] + bo
                 dst[q] = v if not v <= 0 else 0  # max(v, 0), and a NaN stays NaN (as np.maximum keeps it)
         else:
             for q in range(p_):
-                dst[q] = src[q] + bo
+                dst[q] = row[q] + bo
 
 
 @njit(parallel=True, cache=True)
-def _act_grad(y, gy, act, g2, gb):
-    # g2[o, n*P + p] = gy[n, o, p] * act'(y[n, o, p]);  gb[o] += sum of g2[o, :]. One o per parallel iteration,
-    # so the bias sum needs no atomics; it is accumulated in float64 (a float32 running sum over N*P terms would
-    # lose digits that NumPy's pairwise sum keeps).
+def _act_grad(y, gy, act, g, nchw, gb):
+    # g = gy * act'(y) written as (O, N, P), the GEMMs' layout, or as (N, O, P) when `nchw`; gb[o] += the sum of
+    # g over n and p. One o per parallel iteration, so the bias sum needs no atomics; it is accumulated in float64
+    # (a float32 running sum over N*P terms would lose digits that NumPy's pairwise sum keeps).
     m_, o_, p_ = y.shape
     one = y.dtype.type(1)
     for o in prange(o_):
@@ -321,28 +323,32 @@ def _act_grad(y, gy, act, g2, gb):
         for n in range(m_):
             src_y = y[n, o]
             src_g = gy[n, o]
-            dst = g2[o, n * p_ : (n + 1) * p_]
+            dst = g[n, o] if nchw else g[o, n]
             for q in range(p_):
                 if act == 1:
-                    g = src_g[q] * (one if src_y[q] > 0 else 0)
+                    v = src_g[q] * (one if src_y[q] > 0 else 0)
                 elif act == 2:
-                    g = (one - src_y[q]) * src_y[q] * src_g[q]
+                    v = (one - src_y[q]) * src_y[q] * src_g[q]
                 else:
-                    g = src_g[q]
-                dst[q] = g
-                acc += g
+                    v = src_g[q]
+                dst[q] = v
+                acc += v
         gb[o] += acc
 
 
 def bias_act(y2: np.ndarray, b: np.ndarray | None, act: str | None, out: np.ndarray) -> np.ndarray:
-    """out (N, O, P) = act(y2 + b) with y2: (O, N*P), the GEMM's layout; b: (O,) or None; act: None, 'relu',
-    'sigmoid'. The readable version, which the tests compare this with, is `epilogue.bias_act`.
+    """out (N, O, P) = act(y2 + b) with y2: the GEMM's output, (O, N*P) (im2col's layout) or (N, O, P) (the
+    pointwise path's, which may be out itself); b: (O,) or None; act: None, 'relu', 'sigmoid'. The readable
+    version, which the tests compare this with, is `epilogue.bias_act`.
 
     The sigmoid is left to NumPy, in place afterwards: numba calls the C library's exp one element at a time,
     NumPy's is vectorised, and four passes over a layer's output with it were faster than one with numba's."""
     m, o, p = out.shape
     bias = np.zeros(o, dtype=y2.dtype) if b is None else b
-    _bias_act(y2, bias, _ACT_CODE["relu" if act == "relu" else None], _output(out, out.shape, y2.dtype, "bias_act"))
+    nchw = y2.ndim == 3
+    src = y2 if nchw else y2.reshape(o, m, p)
+    out = _output(out, out.shape, y2.dtype, "bias_act")
+    _bias_act(src, nchw, bias, _ACT_CODE["relu" if act == "relu" else None], out)
     if act == "sigmoid":
         from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
 
@@ -351,14 +357,17 @@ def bias_act(y2: np.ndarray, b: np.ndarray | None, act: str | None, out: np.ndar
 
 
 def act_grad(y: np.ndarray, gy: np.ndarray, act: str | None, out: np.ndarray, gb: np.ndarray | None) -> np.ndarray:
-    """out (O, N*P) = gy * act'(y) with y, gy: (N, O, P); adds the sums over (n, p) to gb (O,) when given.
-    The readable version is `epilogue.act_grad`."""
+    """out = gy * act'(y) with y, gy: (N, O, P); out is (O, N*P), the layout im2col's GEMMs want, or (N, O, P),
+    the pointwise path's. Adds the sums over (n, p) to gb (O,) when given. The readable version is
+    `epilogue.act_grad`."""
     m, o, p = y.shape
     acc = np.zeros(o, dtype=np.float64)
-    out = _output(out, (o, m * p), out.dtype if out is not None else y.dtype, "act_grad")
+    nchw = out is not None and out.ndim == 3
+    shape = (m, o, p) if nchw else (o, m * p)
+    out = _output(out, shape, out.dtype if out is not None else y.dtype, "act_grad")
     # y and gy in out's dtype (a gradient may come in another float type; the kernel wants one type throughout)
     y, gy = (np.ascontiguousarray(a, dtype=out.dtype) for a in (y, gy))
-    _act_grad(y, gy, _ACT_CODE[act], out, acc)
+    _act_grad(y, gy, _ACT_CODE[act], out if nchw else out.reshape(o, m, p), nchw, acc)
     if gb is not None:
         gb += acc.astype(gb.dtype)
     return out

@@ -4,9 +4,12 @@ These are the readable definitions. The CPU backend runs fused numba kernels ins
 `cpu.act_grad`: one pass over memory instead of four), and the tests check those against these; the GPU
 backend uses these as they are (CuPy fuses nothing, but a GPU streams memory an order of magnitude faster).
 
-    bias_act:  y2 (O, N*P), the GEMM's output  ->  out (N, O, P) = act(y2 + b), laid out as NCHW
-    act_grad:  y, gy (N, O, P)                 ->  out (O, N*P) = gy * act'(y), laid out for the GEMMs;
-               gb (O,) += the sum of out over its columns (the bias gradient)
+    bias_act:  y2, the GEMM's output           ->  out (N, O, P) = act(y2 + b), laid out as NCHW
+    act_grad:  y, gy (N, O, P)                 ->  out = gy * act'(y), laid out for the GEMMs;
+               gb (O,) += the sum of out over all but its channel axis (the bias gradient)
+
+The GEMMs' layout is (O, N*P) on the im2col and Winograd paths and (N, O, P), NCHW itself, on the pointwise path
+(1x1 convolutions, `ops/conv.py`): there bias_act may run in place (y2 is out) and act_grad changes no layout.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ def bias_act(y2, b, act: str | None, out):
     from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
 
     n, o, p = out.shape
-    out[...] = y2.reshape(o, n, p).transpose(1, 0, 2)
+    out[...] = y2 if y2.ndim == 3 else y2.reshape(o, n, p).transpose(1, 0, 2)
     if b is not None:
         out += b.reshape(1, o, 1)
     if act is not None:
@@ -29,7 +32,10 @@ def act_grad(y, gy, act: str | None, out, gb):
 
     n, o, p = y.shape
     g = gy if act is None else activation.grad(act, y, gy)
-    out.reshape(o, n, p)[...] = g.transpose(1, 0, 2)
+    if out.ndim == 3:
+        out[...] = g
+    else:
+        out.reshape(o, n, p)[...] = g.transpose(1, 0, 2)
     if gb is not None:
         gb += g.sum(axis=(0, 2))
     return out

@@ -26,7 +26,16 @@ new memory that pays its page faults again.
 backend has it (the CPU's): Winograd's minimal filtering F(2x2, 3x3), `ops/winograd.py`, which replaces the GEMM
 over 9*C rows of cols by 16 GEMMs over C rows of transformed tiles - 2.25x fewer multiply-adds - with the same
 chunking; its forward epilogue (bias, activation, NCHW) is fused into the output transform, its backward shares
-`act_grad`. Each layer takes the same path every time (the rule reads only its shapes).
+`act_grad`.
+
+1x1 stride-1 unpadded layers over planes of at least POINTWISE_MIN_PIXELS pixels take the pointwise path: there
+cols would be x itself with its axes swapped, so instead of copying it the GEMM runs per sample on NCHW as it is,
+    y[n] = W2 @ x[n]                    (O, C) @ (C, H*W): the output lands in NCHW, with no layout change
+    gx[n] = W2^T @ gy[n],   gW2 = sum over n of gy[n] @ x[n]^T
+(numpy.matmul over the batch axis: one BLAS call per sample), and the epilogues work in place on NCHW. On
+smaller planes the per-sample GEMMs get too thin and im2col's one large GEMM wins.
+
+Each layer takes the same path every time (the rule reads only its shapes).
 """
 
 from __future__ import annotations
@@ -59,6 +68,34 @@ def use_winograd(be, c: int, o: int, kernel, stride) -> bool:
         and tuple(stride) == (1, 1)
         and min(c, o) >= WINOGRAD_MIN_CHANNELS
     )
+
+
+# The pointwise path for 1x1 convolutions (any backend: it needs only matmul). Forward + backward per layer
+# (benchmarks/conv_parts.py, two runs): NiN's 54x54 layers (96 channels) 1.25-1.5x faster than im2col, its 26x26
+# ones (256 channels) and GoogLeNet's 24x24 one (64) even to 1.4x; on 12x12 planes it lost (NiN's 384-channel
+# layer: 0.7-0.8x), the per-sample GEMMs being too thin. MINICNN_POINTWISE=0 in the environment turns it off.
+USE_POINTWISE = os.environ.get("MINICNN_POINTWISE", "1") != "0"
+POINTWISE_MIN_PIXELS = 256
+
+
+def use_pointwise(kernel, stride, pad, out_hw) -> bool:
+    """Whether Conv2D takes the pointwise path (shapes only, like use_winograd)."""
+    return (
+        USE_POINTWISE
+        and tuple(kernel) == (1, 1)
+        and tuple(stride) == (1, 1)
+        and tuple(pad) == (0, 0)
+        and out_hw[0] * out_hw[1] >= POINTWISE_MIN_PIXELS
+    )
+
+
+def conv_path(be, c: int, o: int, kernel, stride, pad, out_hw) -> str:
+    """'winograd', 'pointwise' or 'im2col': the algorithm Conv2D runs for these shapes on this backend."""
+    if use_winograd(be, c, o, kernel, stride):
+        return "winograd"
+    if use_pointwise(kernel, stride, pad, out_hw):
+        return "pointwise"
+    return "im2col"
 
 
 def _tiles(out_hw) -> int:
@@ -132,9 +169,9 @@ class Conv2D(Function):
         check_window_args(self.name, self.kernel, self.stride, self.pad)
         oh, ow = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
         self.out_hw = (oh, ow)
-        self.winograd = use_winograd(be, x.shape[1], o, self.kernel, self.stride)
+        self.path = conv_path(be, x.shape[1], o, self.kernel, self.stride, self.pad, self.out_hw)
         y = be.xp.empty((n, o, oh * ow), dtype=x.dtype)
-        kept = (self._forward_winograd if self.winograd else self._forward_im2col)(be, x, w, b, y)
+        kept = getattr(self, "_forward_" + self.path)(be, x, w, b, y)
         self.kept = kept if autograd.is_recording() else None
         self.y = y if self.act is not None else None
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -169,6 +206,13 @@ class Conv2D(Function):
             be.winograd.output_bias_act(mm, b, self.act, out=y[s].reshape(m, o, *self.out_hw))
         return v if len(chunks) == 1 else None
 
+    def _forward_pointwise(self, be, x, w, b, y):
+        """y (N, O, P) = act(W2 @ x[n] + b) for every n: one batched matmul straight into y, the epilogue in place.
+        Keeps nothing: backward needs only x, which it has anyway."""
+        n, c = x.shape[:2]
+        be.xp.matmul(w.reshape(w.shape[0], c), x.reshape(n, c, -1), out=y)
+        be.bias_act(y, b, self.act, out=y)
+
     def backward(self, gy):
         be = backend.of(self.x)
         n, o = gy.shape[0], gy.shape[1]
@@ -176,7 +220,7 @@ class Conv2D(Function):
         gb = be.xp.zeros(o, dtype=self.x.dtype) if self.has_bias else None
         # C-contiguous whatever x's layout: the kernels write each chunk's gx[s] through flat indices
         gx = be.xp.empty(self.x.shape, dtype=self.x.dtype) if self.needs_input_grad(0) else None
-        gw = (self._backward_winograd if self.winograd else self._backward_im2col)(be, gy, gb, gx)
+        gw = getattr(self, "_backward_" + self.path)(be, gy, gb, gx)
         return (gx, gw) + ((gb,) if self.has_bias else ())
 
     def _grad_chunk(self, be, gy, s, scratch, gb):
@@ -204,6 +248,24 @@ class Conv2D(Function):
                 gcols = xp.matmul(w2.T, gy2, out=scratch.get("gcols", (k, m * p)))
                 be.col2im(gcols, (m, *x.shape[1:]), *self._window(), out=gx[s])
         return gw2.reshape(w.shape)
+
+    def _backward_pointwise(self, be, gy, gb, gx):
+        """g = gy * act'(y) in NCHW, a batch chunk at a time; gx[n] = W2^T @ g[n]; gW2 = sum of g[n] @ x[n]^T."""
+        x, xp = self.x, be.xp
+        (n, o, p), c = gy.shape, x.shape[1]
+        w2 = self.w.reshape(o, c)
+        x3 = x.reshape(n, c, p)
+        gw2 = xp.zeros_like(w2)
+        scratch = _Scratch(xp, x.dtype)
+        for s in _chunks(n, max(o * p, o * c) * x.dtype.itemsize):
+            m = s.stop - s.start
+            y = gy[s] if self.act is None else self.y[s]
+            g = be.act_grad(y, gy[s], self.act, out=scratch.get("g", (m, o, p)), gb=gb)
+            # per-sample weight gradients in one batched call, then their sum: (m, O, P) @ (m, P, C) -> (m, O, C)
+            gw2 += xp.matmul(g, x3[s].transpose(0, 2, 1), out=scratch.get("gw", (m, o, c))).sum(axis=0)
+            if gx is not None:
+                xp.matmul(w2.T, g, out=gx[s].reshape(m, c, p))
+        return gw2.reshape(self.w.shape)
 
     def _backward_winograd(self, be, gy, gb, gx):
         x, xp = self.x, be.xp
