@@ -3,10 +3,11 @@ the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
     ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2] [--paths im2col,auto]
 
---paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 channels, the pointwise path
-for 1x1 layers on planes of >= 256 pixels, else im2col); `im2col` forces im2col + GEMM. With both (the default),
-each layer that takes another path runs both ways, side by side: the A/B of the Winograd and pointwise paths. GFLOP/s counts the direct convolution's multiply-adds (2*N*O*C*K*K*OH*OW
-per pass, three passes) on both paths, so a Winograd row's rate is an effective one: it does 2.25x fewer.
+--paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 input channels, the pointwise
+path for 1x1 layers on planes of >= 256 pixels, else im2col); `im2col` forces im2col + GEMM. With both (the
+default), each layer that takes another path runs both ways, side by side: the A/B of the Winograd and pointwise
+paths. GFLOP/s counts the direct convolution's multiply-adds (2*N*O*C*K*K*OH*OW per pass, three passes) on every
+path, so a Winograd row's rate is an effective one: it does 2.25x fewer.
 
 Each backend function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
 autograd.record and backward once untimed, then --repeats times timed; the last run is printed. The parts do not
@@ -34,6 +35,7 @@ LAYERS = {
     "vgg11.conv6": (32, 512, 14, 512, 3, 1, 1, "relu"),
     "vgg11-div4.conv2": (128, 32, 56, 64, 3, 1, 1, "relu"),
     "googlenet.b3-3x3": (128, 96, 12, 128, 3, 1, 1, "relu"),
+    "nin.conv-last": (128, 384, 5, 10, 3, 1, 1, "relu"),
     "nin.1x1-54": (128, 96, 54, 96, 1, 1, 0, "relu"),
     "nin.1x1-26": (128, 256, 26, 256, 1, 1, 0, "relu"),
     "googlenet.b2-1x1": (128, 64, 24, 64, 1, 1, 0, "relu"),

@@ -181,12 +181,12 @@ def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, inp
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
-def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_channels(monkeypatch):
+def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_input_channels(monkeypatch):
     monkeypatch.setattr(conv_module, "USE_WINOGRAD", True)  # whatever MINICNN_WINOGRAD says
     k = conv_module.WINOGRAD_MIN_CHANNELS
     rule = lambda c, o, kernel=(3, 3), stride=(1, 1): conv_module.use_winograd(cpu, c, o, kernel, stride)  # noqa: E731
-    assert rule(k, k)
-    assert not rule(k - 1, k) and not rule(k, k - 1)
+    assert rule(k, k) and rule(k, 1)  # however few output channels
+    assert not rule(k - 1, k) and not rule(k - 1, 1000)
     assert not rule(k, k, kernel=(5, 5)) and not rule(k, k, kernel=(3, 1)) and not rule(k, k, stride=(2, 2))
 
     class NoWinograd:  # a backend without the transforms (the GPU's)

@@ -22,7 +22,7 @@ chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im
 of one call share their work buffers (cols, the GEMM outputs): inside a network a fresh buffer per chunk can be
 new memory that pays its page faults again.
 
-3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS input and output channels take another path where the
+3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS input channels take another path where the
 backend has it (the CPU's): Winograd's minimal filtering F(2x2, 3x3), `ops/winograd.py`, which replaces the GEMM
 over 9*C rows of cols by 16 GEMMs over C rows of transformed tiles - 2.25x fewer multiply-adds - with the same
 chunking; its forward epilogue (bias, activation, NCHW) is fused into the output transform, its backward shares
@@ -50,10 +50,12 @@ from . import activation, winograd
 
 IM2COL_CHUNK_BYTES = 32 << 20
 
-# Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least this many input and output channels, where the
-# backend has it (the CPU's). Below 16 channels the 16 GEMMs are too thin to gain anything; from 16 to 64 the two
+# Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least this many input channels, where the backend has
+# it (the CPU's). Below 16 input channels the 16 GEMMs (K = C) are too thin to gain anything; from 16 to 64 the two
 # paths measured about even (benchmarks/conv_parts.py, vgg11-div4.conv2), and there Winograd's tiles take 4x the
-# input's memory against im2col's 9x. MINICNN_WINOGRAD=0 in the environment turns it off (im2col everywhere).
+# input's memory against im2col's 9x. Few output channels do not hurt: there im2col's cols (9*C rows) are nearly all
+# the work, and Winograd's tiles are less than half of it (NiN's last layer, 384 -> 10 at 5x5, 2.5x faster:
+# conv_parts.py, nin.conv-last). MINICNN_WINOGRAD=0 in the environment turns it off (im2col everywhere).
 USE_WINOGRAD = os.environ.get("MINICNN_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 16
 
@@ -66,7 +68,7 @@ def use_winograd(be, c: int, o: int, kernel, stride) -> bool:
         and getattr(be, "winograd", None) is not None
         and tuple(kernel) == (3, 3)
         and tuple(stride) == (1, 1)
-        and min(c, o) >= WINOGRAD_MIN_CHANNELS
+        and c >= WINOGRAD_MIN_CHANNELS
     )
 
 
