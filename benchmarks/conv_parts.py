@@ -3,8 +3,9 @@ the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
     ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2] [--paths im2col,auto]
 
---paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 input channels, the pointwise
-path for 1x1 layers on planes of >= 256 pixels, else im2col); `im2col` forces im2col + GEMM. With both (the
+--paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 input channels, the direct
+kernels for windows of C*KH*KW <= 32 values, the pointwise path for 1x1 layers on planes of >= 256 pixels, else
+im2col); `im2col` forces im2col + GEMM. With both (the
 default), each layer that takes another path runs both ways, side by side: the A/B of the Winograd and pointwise
 paths. GFLOP/s counts the direct convolution's multiply-adds (2*N*O*C*K*K*OH*OW per pass, three passes) on every
 path, so a Winograd row's rate is an effective one: it does 2.25x fewer.
@@ -25,7 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (batch, in channels, side, out channels, kernel, stride, padding, activation); the input needs a gradient
+# unless it has one channel (a network's first layer, reading the images)
 LAYERS = {
+    "vgg11.conv0": (32, 1, 224, 64, 3, 1, 1, "relu"),
+    "vgg11-div4.conv0": (128, 1, 224, 16, 3, 1, 1, "relu"),
+    "googlenet.conv0": (128, 1, 96, 64, 7, 2, 3, "relu"),
     "lenet.conv0": (256, 1, 28, 6, 5, 1, 0, "sigmoid"),
     "lenet.conv1": (256, 6, 12, 16, 5, 1, 0, "sigmoid"),
     "alexnet.conv0": (128, 1, 224, 96, 11, 4, 0, "relu"),
@@ -74,11 +79,13 @@ def main() -> None:
         timed(cpu, name, name)
     for name in ("input_transform", "output_bias_act", "output_transform_grad", "input_transform_grad"):
         timed(cpu.winograd, name, f"wino.{name}")
+    for name in ("forward", "weight_grad", "input_grad"):
+        timed(cpu.direct, name, f"direct.{name}")
     timed(np, "matmul", "gemm")
 
     for layer, path in ((layer, path) for layer in args.layers.split(",") for path in args.paths.split(",")):
         n, c, side, o, k, s, pad, act = LAYERS[layer]
-        conv.USE_WINOGRAD = conv.USE_POINTWISE = path == "auto"
+        conv.USE_WINOGRAD = conv.USE_POINTWISE = conv.USE_DIRECT = path == "auto"
         side_out = (side + 2 * pad - k) // s + 1
         taken = conv.conv_path(cpu, c, o, (k, k), (s, s), (pad, pad), (side_out, side_out))
         if path == "auto" and taken == "im2col" and "im2col" in args.paths:
@@ -87,7 +94,7 @@ def main() -> None:
         x = mc.array(rng.random((n, c, side, side), dtype=np.float32))
         w = mc.array(rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.05)
         b = mc.array(np.zeros(o, dtype=np.float32))
-        for a in (x, w, b):
+        for a in (x, w, b) if c > 1 else (w, b):  # a 1-channel input is the images: no gradient, as in training
             a.attach_grad()
         for _ in range(1 + args.repeats):
             spent.clear()

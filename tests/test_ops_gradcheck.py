@@ -80,6 +80,21 @@ def ref_conv(x, w, b, stride, pad):
     return y if b is None else y + b[None, :, None, None]
 
 
+def conv_step(x, w, b, act, input_grad: bool, stride=1, pad=0):
+    """Forward and backward of one conv layer with a fixed head gradient; returns y and the gradients (of x only
+    when input_grad). The tests of Conv2D's paths compare these between paths."""
+    xs = [mc.array(v) for v in (x, w, b)]
+    for i, v in enumerate(xs):
+        if i > 0 or input_grad:
+            v.attach_grad()
+    with autograd.record():
+        y = ops.conv2d(*xs, stride=stride, pad=pad, act=act)
+        head = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+        loss = (y * mc.array(head)).sum()
+    loss.backward()
+    return [y.asnumpy()] + [v.grad.asnumpy() for v in xs if v.grad is not None]
+
+
 # ---- convolution --------------------------------------------------------------------------------------
 def conv_inputs(case, out_channels, bias, seed):
     gen = np.random.default_rng(seed)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_gradients, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_gradients, conv_step, f64, ref_conv
 
 import minicnn as mc
-from minicnn import autograd, ops
+from minicnn import ops
 from minicnn.backend import cpu
 from minicnn.ops import conv as conv_module
 
@@ -53,20 +53,6 @@ def test_pointwise_convolution_matches_the_direct_convolution_and_central_differ
         if act == "relu" and np.abs(ref_conv(x, w, b if bias else None, (1, 1), (0, 0))).min() < 1e-4:
             return  # no pre-activation within a perturbation of relu's kink
         check_gradients(fn, inputs, seed=seed)
-
-
-def conv_step(x, w, b, act, input_grad: bool):
-    """Forward and backward of one 1x1 layer with a fixed head gradient; returns y and the gradients."""
-    xs = [mc.array(v) for v in (x, w, b)]
-    for i, v in enumerate(xs):
-        if i > 0 or input_grad:
-            v.attach_grad()
-    with autograd.record():
-        y = ops.conv2d(*xs, act=act)
-        head = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
-        loss = (y * mc.array(head)).sum()
-    loss.backward()
-    return [y.asnumpy()] + [v.grad.asnumpy() for v in xs if v.grad is not None]
 
 
 @pytest.mark.parametrize(

@@ -132,9 +132,30 @@ def corner_examples(**extra):
 
 # ---- convolution ---------------------------------------------------------------------------------------
 @settings(deadline=None)
-@corner_examples(out_channels=3, use_bias=True)
-@given(case=windows(max_pad=2), seed=seeds, out_channels=st.integers(1, 4), use_bias=st.booleans())
-def test_conv2d_output_and_gradients_match_mxnet(case, seed, out_channels, use_bias):
+@corner_examples(out_channels=3, use_bias=True, path="im2col")
+@corner_examples(out_channels=3, use_bias=True, path="direct")
+@given(
+    case=windows(max_pad=2),
+    seed=seeds,
+    out_channels=st.integers(1, 4),
+    use_bias=st.booleans(),
+    path=st.sampled_from(["im2col", "direct"]),
+)
+def test_conv2d_output_and_gradients_match_mxnet(case, seed, out_channels, use_bias, path):
+    """Both paths these small layers can take on the CPU: im2col + GEMM, and the direct kernels (for any window,
+    stride and width here; Conv2D itself takes them for stride-1 layers with small windows and wide outputs)."""
+    names = ("USE_DIRECT", "DIRECT_MAX_K", "DIRECT_MIN_WIDTH")
+    saved = [getattr(conv_module, name) for name in names]
+    for name, value in zip(names, (path == "direct", 10**9, 1), strict=True):
+        setattr(conv_module, name, value)
+    try:
+        _check_conv(case, seed, out_channels, use_bias)
+    finally:
+        for name, value in zip(names, saved, strict=True):
+            setattr(conv_module, name, value)
+
+
+def _check_conv(case, seed, out_channels, use_bias):
     rng = np.random.default_rng(seed)
     x = uniform(rng, (case.n, case.c, case.h, case.w))
     w = uniform(rng, (out_channels, case.c, *case.kernel))

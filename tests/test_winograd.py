@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_gradients, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_gradients, conv_step, f64, ref_conv
 
 import minicnn as mc
-from minicnn import autograd, ops
+from minicnn import ops
 from minicnn.backend import cpu
 from minicnn.ops import conv as conv_module
 from minicnn.ops import winograd as wg
@@ -144,20 +144,6 @@ def test_conv2d_winograd_path_gradients_match_central_differences(case, bias, ac
         check_gradients(fn, inputs, seed=seed)
 
 
-def conv_step(x, w, b, pad, act, input_grad: bool):
-    """Forward and backward of one conv layer with a fixed head gradient; returns y and the gradients."""
-    xs = [mc.array(v) for v in (x, w, b)]
-    for i, v in enumerate(xs):
-        if i > 0 or input_grad:
-            v.attach_grad()
-    with autograd.record():
-        y = ops.conv2d(*xs, stride=1, pad=pad, act=act)
-        head = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
-        loss = (y * mc.array(head)).sum()
-    loss.backward()
-    return [y.asnumpy()] + [v.grad.asnumpy() for v in xs if v.grad is not None]
-
-
 @pytest.mark.parametrize(
     "chunk_bytes", [1, 40_000, 1 << 30], ids=["a chunk per sample", "chunks of 2 and 1 samples", "one chunk"]
 )
@@ -175,7 +161,7 @@ def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, inp
     results = {}
     for path in ("im2col", "winograd"):
         with conv_path(path):
-            results[path] = conv_step(x, w, b, (1, 0), act, input_grad)
+            results[path] = conv_step(x, w, b, act, input_grad, pad=(1, 0))
     assert len(results["winograd"]) == (4 if input_grad else 3)
     for got, want in zip(results["winograd"], results["im2col"], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -64,6 +64,13 @@ def _whole_plane_run(i, j, h_, w_, kh, sh, sw, ph, pw, oh, ow) -> bool:
     return sh == 1 and sw == 1 and ow == w_ and j == pw and 0 <= i - ph and i - ph + oh <= h_
 
 
+@njit(inline="always")
+def _tap_columns(j, w_, sw, pw, ow):
+    """[lo, hi): the output columns xo whose tap j lands inside the image row, 0 <= xo*SW - PW + j < W."""
+    lo = min(ow, max(0, (pw - j + sw - 1) // sw))
+    return lo, max(lo, min(ow, (w_ - 1 + pw - j) // sw + 1))
+
+
 @njit(parallel=True, cache=True)
 def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
     # One parallel iteration per row (c, i, j) of cols: it writes its row from left to right, sample after
@@ -84,9 +91,7 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
                 start = (n * c_ + c) * h_ * w_ + (i - ph) * w_
                 out[n * p_ : (n + 1) * p_] = flat[start : start + p_]
             continue
-        # output columns xo whose tap j lands inside the image: 0 <= xo*sw - pw + j < w_
-        x_lo = min(ow, max(0, (pw - j + sw - 1) // sw))
-        x_hi = max(x_lo, min(ow, (w_ - 1 + pw - j) // sw + 1))
+        x_lo, x_hi = _tap_columns(j, w_, sw, pw, ow)
         for n in range(n_):
             plane = x[n, c]
             for y in range(oh):
@@ -122,8 +127,7 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
             dst_all[(n * c_ + c) * hw : (n * c_ + c + 1) * hw] = 0
         for i in range(kh):
             for j in range(kw):
-                x_lo = min(ow, max(0, (pw - j + sw - 1) // sw))
-                x_hi = max(x_lo, min(ow, (w_ - 1 + pw - j) // sw + 1))
+                x_lo, x_hi = _tap_columns(j, w_, sw, pw, ow)
                 row = ((c * kh + i) * kw + j) * m
                 if _whole_plane_run(i, j, h_, w_, kh, sh, sw, ph, pw, oh, ow):
                     for n in range(n_):
@@ -460,6 +464,8 @@ def synchronize() -> None:
     """CPU work is finished when the call returns."""
 
 
-# Winograd F(2x2, 3x3) tile transforms for 3x3 stride-1 convolutions (ops/conv.py picks them); a backend without
-# them sets `winograd = None`.
-from . import cpu_winograd as winograd  # noqa: E402, F401 - it uses _output from above
+# Two more convolution algorithms (ops/conv.py picks them by shape); a backend without one sets it to None:
+# the direct convolution of thin layers, and Winograd F(2x2, 3x3) tile transforms for 3x3 stride-1 layers.
+# Both use _output (and the direct one _tap_columns) from above.
+from . import cpu_direct as direct  # noqa: E402, F401
+from . import cpu_winograd as winograd  # noqa: E402, F401

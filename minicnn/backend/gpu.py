@@ -40,6 +40,8 @@ name = "gpu"
 xp = cupy
 # No Winograd tile transforms here: convolutions stay im2col + cuBLAS GEMM (see ops/conv.py, use_winograd).
 winograd = None
+# No direct convolution either: thin layers stay im2col + cuBLAS too (see ops/conv.py, use_direct).
+direct = None
 
 # The kernels in kernels.cu (the list is checked against the file by tests/test_cuda_kernels.py).
 KERNELS = (

@@ -1,4 +1,4 @@
-"""2-D convolution as im2col + one GEMM (and, for 3x3 stride-1 layers on the CPU, Winograd's F(2x2, 3x3)).
+"""2-D convolution as im2col + one GEMM, and three faster paths for particular shapes (Winograd, direct, pointwise).
 
 x: (N, C, H, W), w: (O, C, KH, KW), b: (O,)  ->  y: (N, O, OH, OW), OH = floor((H + 2*PH - KH) / SH) + 1.
 
@@ -34,6 +34,12 @@ cols would be x itself with its axes swapped, so instead of copying it the GEMM 
     gx[n] = W2^T @ gy[n],   gW2 = sum over n of gy[n] @ x[n]^T
 (numpy.matmul over the batch axis: one BLAS call per sample), and the epilogues work in place on NCHW. On
 smaller planes the per-sample GEMMs get too thin and im2col's one large GEMM wins.
+
+Layers with small windows (C*KH*KW <= DIRECT_MAX_K: a first layer reading grey images), wide output rows and no
+horizontal stride take the direct path where the backend has it (the CPU's, `backend/cpu_direct.py`): there cols
+would be K times the input for a GEMM with next to nothing to multiply, so numba kernels compute y, gW and gx
+straight from x and NCHW gradients, the bias and activation fused into forward; backward shares `act_grad` (in
+NCHW layout, a batch chunk at a time).
 
 Each layer takes the same path every time (the rule reads only its shapes).
 """
@@ -80,6 +86,30 @@ USE_POINTWISE = os.environ.get("MINICNN_POINTWISE", "1") != "0"
 POINTWISE_MIN_PIXELS = 256
 
 
+# The direct convolution (backend/cpu_direct.py, where the backend has it) for layers with a horizontal stride of
+# 1, windows of at most DIRECT_MAX_K values (C*KH*KW) and output rows of at least DIRECT_MIN_WIDTH pixels: there
+# cols is K times the input and the GEMM has next to nothing to do, so im2col's passes over memory are the layer's
+# whole cost. Forward +
+# backward (benchmarks/conv_parts.py): the ÷4 VGG's first layer 1.5x faster, VGG-11's 1.2x. Its loops run along
+# output rows, so short rows cost more than they save (LeNet's first layer, 24 wide: 0.8x); strided rows would not
+# vectorise, so the kernels take none (GoogLeNet's 7x7 stride-2 first layer ran 8x slower with them).
+# MINICNN_DIRECT=0 in the environment turns it off.
+USE_DIRECT = os.environ.get("MINICNN_DIRECT", "1") != "0"
+DIRECT_MAX_K = 32
+DIRECT_MIN_WIDTH = 64
+
+
+def use_direct(be, c: int, kernel, stride, out_hw) -> bool:
+    """Whether Conv2D takes the direct path (shapes only, like use_winograd)."""
+    return (
+        USE_DIRECT
+        and getattr(be, "direct", None) is not None
+        and c * kernel[0] * kernel[1] <= DIRECT_MAX_K
+        and stride[1] == 1
+        and out_hw[1] >= DIRECT_MIN_WIDTH
+    )
+
+
 def use_pointwise(kernel, stride, pad, out_hw) -> bool:
     """Whether Conv2D takes the pointwise path (shapes only, like use_winograd)."""
     return (
@@ -92,9 +122,11 @@ def use_pointwise(kernel, stride, pad, out_hw) -> bool:
 
 
 def conv_path(be, c: int, o: int, kernel, stride, pad, out_hw) -> str:
-    """'winograd', 'pointwise' or 'im2col': the algorithm Conv2D runs for these shapes on this backend."""
+    """'winograd', 'direct', 'pointwise' or 'im2col': the algorithm Conv2D runs for these shapes on this backend."""
     if use_winograd(be, c, o, kernel, stride):
         return "winograd"
+    if use_direct(be, c, kernel, stride, out_hw):
+        return "direct"
     if use_pointwise(kernel, stride, pad, out_hw):
         return "pointwise"
     return "im2col"
@@ -215,6 +247,10 @@ class Conv2D(Function):
         be.xp.matmul(w.reshape(w.shape[0], c), x.reshape(n, c, -1), out=y)
         be.bias_act(y, b, self.act, out=y)
 
+    def _forward_direct(self, be, x, w, b, y):
+        """y = act(conv(x, w) + b) by the backend's direct kernel, straight into NCHW. Keeps nothing."""
+        be.direct.forward(x, w, b, self.act, self.stride, self.pad, out=y.reshape(y.shape[0], -1, *self.out_hw))
+
     def backward(self, gy):
         be = backend.of(self.x)
         n, o = gy.shape[0], gy.shape[1]
@@ -268,6 +304,20 @@ class Conv2D(Function):
             if gx is not None:
                 xp.matmul(w2.T, g, out=gx[s].reshape(m, c, p))
         return gw2.reshape(self.w.shape)
+
+    def _backward_direct(self, be, gy, gb, gx):
+        """g = gy * act'(y) in NCHW a batch chunk at a time (the chunking keeps g small), then the direct kernels."""
+        x, (n, o, p) = self.x, gy.shape
+        gw = be.xp.zeros(self.w.shape, dtype=x.dtype)
+        scratch = _Scratch(be.xp, x.dtype)
+        for s in _chunks(n, o * p * x.dtype.itemsize):
+            m = s.stop - s.start
+            y = gy[s] if self.act is None else self.y[s]
+            g = be.act_grad(y, gy[s], self.act, out=scratch.get("g", (m, o, p)), gb=gb).reshape(m, o, *self.out_hw)
+            gw += be.direct.weight_grad(x[s], g, self.kernel, self.stride, self.pad)
+            if gx is not None:
+                be.direct.input_grad(g, self.w, gx[s].shape, self.stride, self.pad, out=gx[s])
+        return gw
 
     def _backward_winograd(self, be, gy, gb, gx):
         x, xp = self.x, be.xp
