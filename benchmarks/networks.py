@@ -266,7 +266,23 @@ def run_torch(name: str, options: dict, side: int, batch: int, warmup: int, step
     return {"step_sec": time_steps(step, warmup, steps), "device": "cpu"}
 
 
-WORKERS = {"minicnn": run_minicnn, "minicnn-conv": run_minicnn_conv, "mxnet": run_mxnet, "torch": run_torch}
+def run_minicnn_by_layer(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str):
+    """minicnn with GoogLeNet's Inception blocks running the chapter's forward, layer by layer (without the fused
+    1x1 convolutions): `--worker minicnn-by-layer --case googlenet` against `--worker minicnn` is their A/B."""
+    sys.path.insert(0, str(ROOT))
+    from minicnn.models.googlenet import Inception
+
+    Inception.forward = Inception.forward_by_layer
+    return run_minicnn(name, options, side, batch, warmup, steps, device)
+
+
+WORKERS = {
+    "minicnn": run_minicnn,
+    "minicnn-conv": run_minicnn_conv,
+    "minicnn-by-layer": run_minicnn_by_layer,
+    "mxnet": run_mxnet,
+    "torch": run_torch,
+}
 
 
 def worker(args) -> None:

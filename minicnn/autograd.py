@@ -535,5 +535,15 @@ class GetItem(Function):
     def backward(self, gy):
         xp = backend.of(gy).xp
         gx = xp.zeros(self.x_shape, dtype=self.dtype)
-        xp.add.at(gx, self.key, gy)  # add, not assign: a fancy index may repeat an element
+        if _basic_index(self.key):
+            gx[self.key] = gy  # slices and integers pick each element at most once
+        else:
+            xp.add.at(gx, self.key, gy)  # add, not assign: a fancy index may repeat an element
         return gx
+
+
+def _basic_index(key) -> bool:
+    """Whether `key` is NumPy basic indexing (integers, slices, Ellipsis, None): no index arrays."""
+    parts = key if isinstance(key, tuple) else (key,)
+    integer = lambda k: isinstance(k, (int, np.integer)) and not isinstance(k, bool)  # noqa: E731 - a bool is a mask
+    return all(k is None or k is Ellipsis or isinstance(k, slice) or integer(k) for k in parts)

@@ -166,6 +166,18 @@ def test_indexing_scatters_the_gradient_and_repeated_indices_add_up():
     np.testing.assert_array_equal(x.grad.asnumpy(), [1.0, 4.0, 6.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize("key", [(slice(None), slice(1, 3)), (Ellipsis, slice(None, None, 2)), (1,), (-1, None, 0)])
+def test_basic_indexing_sends_the_gradient_to_the_picked_elements_only(key):
+    v = np.arange(24.0).reshape(2, 3, 4)
+    x = leaf(v)
+    with autograd.record():
+        y = (x[key] * 2.0).sum()
+    y.backward()
+    want = np.zeros_like(v)
+    want[key] = 2.0
+    np.testing.assert_array_equal(x.grad.asnumpy(), want)
+
+
 # ---- graph structure ----------------------------------------------------------------------------------
 def test_a_node_used_several_times_sums_the_gradients_of_all_uses():
     v = np.array([-2.0, 0.5, 3.0])

@@ -330,6 +330,62 @@ def test_inception_is_a_block_whose_forward_concatenates_its_four_paths(seeded):
     assert sum(p.size for p in blk.collect_params().values()) == inception(8, 4, (3, 5), (2, 6), 7)
 
 
+def test_inceptions_fused_1x1_convolutions_give_the_chapters_forward_and_gradients():
+    """forward runs p1_1, p2_1 and p3_1 as one convolution; forward_by_layer is the chapter's code. They may
+    differ only by the rounding of sums taken in another order."""
+    blk = Inception(4, (3, 5), (2, 6), 7)
+    blk.initialize(init=init.Xavier())
+    rng = np.random.default_rng(1)
+    x0 = rng.standard_normal((2, 8, 6, 5))
+    with autograd.pause():
+        blk(mc.array(x0))  # the deferred shapes
+    for p in blk.collect_params().values():
+        p.set_data(mc.array(rng.standard_normal(p.shape)))
+    results = []
+    for forward in (blk.forward, blk.forward_by_layer):
+        x = mc.array(x0)
+        x.attach_grad()
+        with autograd.record():
+            y = forward(x)
+            loss = (y * mc.array(np.arange(y.size).reshape(y.shape) % 7)).sum()
+        loss.backward()
+        grads = {name: p.grad().asnumpy().copy() for name, p in blk.collect_params().items()}
+        results.append((y.asnumpy(), x.grad.asnumpy(), grads))
+    (y, gx, grads), (y_ref, gx_ref, grads_ref) = results
+
+    def close(a, b, what):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max(), err_msg=what)
+
+    close(y, y_ref, "output")
+    close(gx, gx_ref, "input gradient")
+    assert grads.keys() == grads_ref.keys() and len(grads) == 12  # six convolutions, weight and bias each
+    for name, g in grads.items():
+        assert np.abs(g).max() > 0, name
+        close(g, grads_ref[name], name)
+
+
+def test_observers_see_each_layer_of_an_inception_even_the_fused_ones():
+    """The summary and the profile count shapes and FLOPs from these calls."""
+    blk = Inception(4, (3, 5), (2, 6), 7)
+    blk.initialize(init=init.Xavier())
+
+    class Seen:
+        def __init__(self):
+            self.calls = []
+
+        def after(self, block, inputs, output):
+            self.calls.append((block.name, inputs[0].shape, output.shape))
+
+    with nn.observe(Seen()) as seen, autograd.pause():
+        blk(mc.array(np.zeros((2, 8, 6, 5), dtype=np.float32)))
+    shapes = {name: (x, y) for name, x, y in seen.calls}
+    for layer, channels in ((blk.p1_1, 4), (blk.p2_1, 3), (blk.p3_1, 2)):
+        assert shapes[layer.name] == ((2, 8, 6, 5), (2, channels, 6, 5))
+    for layer, channels in ((blk.p2_2, 5), (blk.p3_2, 6), (blk.p4_1, 8), (blk.p4_2, 7)):
+        assert shapes[layer.name][1] == (2, channels, 6, 5)
+    assert len(seen.calls) == 8  # the seven layers and the block itself
+
+
 @pytest.mark.parametrize(("args", "channels"), [(INCEPTIONS["b3"][0], 256), (INCEPTIONS["b5"][1], 1024)])
 def test_inception_output_channels_are_the_sum_of_its_paths(args, channels):
     c_in, *cs = args

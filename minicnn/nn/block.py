@@ -26,6 +26,13 @@ def observe(observer):
         _observers.remove(observer)
 
 
+def notify(block, inputs, output) -> None:
+    """Tell the observers that `block` ran on `inputs` and gave `output`: what calling it does after its forward,
+    for a parent that computes a child's output another way (the Inception block's fused 1x1 convolutions)."""
+    for o in _observers:
+        o.after(block, inputs, output)
+
+
 @contextmanager
 def fresh_names():
     """Count layer names from 0 again inside this block (used by the model builders)."""
@@ -103,8 +110,7 @@ class Block:
 
     def __call__(self, *args):
         y = self.forward(*args)
-        for o in _observers:
-            o.after(self, args, y)
+        notify(self, args, y)
         return y
 
     def forward(self, *args):

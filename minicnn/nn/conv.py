@@ -48,6 +48,13 @@ class Conv2D(Block):
             self.bias = None
 
     def forward(self, x):
+        x, w, b = self.checked_args(x)
+        args = (x, w) if b is None else (x, w, b)
+        return ops.Conv2D(self.stride, self.pad, self.name, self.activation)(*args)
+
+    def checked_args(self, x) -> tuple:
+        """(x, weight, bias or None) for this layer's convolution of x, after the checks of a call (input shape,
+        initialisation, device, channels) and the deferred weight shape taken from x."""
         x = check_input(self.name, x, ndim=4, what="(N, C, H, W)")
         if not self.weight.shape_known:
             self.weight._finish_deferred((self.channels, x.shape[1], *self.kernel))
@@ -57,8 +64,7 @@ class Conv2D(Block):
                 f"{self.name}: input {x.shape} has {x.shape[1]} channels but the layer was initialised for "
                 f"{w.shape[1]} (weight {w.shape}); feed (N, {w.shape[1]}, H, W) or re-create the network"
             )
-        args = (x, w) if self.bias is None else (x, w, self.bias.data())
-        return ops.Conv2D(self.stride, self.pad, self.name, self.activation)(*args)
+        return x, w, None if self.bias is None else self.bias.data()
 
     def _extra_repr(self) -> str:
         c_in = self.weight.shape[1] or None
