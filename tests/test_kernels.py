@@ -156,6 +156,22 @@ def test_im2col_matches_the_reference(case, dtype, seed):
     np.testing.assert_array_equal(cols, ref_im2col(x, case["kernel"], case["stride"], case["pad"]))
 
 
+@pytest.mark.parametrize(
+    ("shape", "kernel", "stride", "pad"),
+    [
+        ((2, 1, 31, 29), (11, 11), (4, 4), (0, 0)),  # AlexNet's first layer, smaller
+        ((2, 2, 30, 27), (11, 11), (4, 4), (2, 5)),  # the same with padding
+        ((3, 1, 20, 19), (7, 7), (2, 2), (3, 3)),  # GoogLeNet's first layer, smaller
+        ((1, 2, 9, 13), (2, 5), (1, 3), (1, 2)),  # a wide window on a short row
+    ],
+)
+def test_im2col_builds_rows_of_a_stride_narrower_than_the_window_by_shifting_and_matches_the_reference(
+    shape, kernel, stride, pad
+):
+    x = rand(shape, np.float32, 0)
+    np.testing.assert_array_equal(cpu.im2col(x, kernel, stride, pad), ref_im2col(x, kernel, stride, pad))
+
+
 @settings(max_examples=150)
 @given(case=window_cases(), dtype=float_dtypes, seed=SEEDS)
 @with_edge_cases

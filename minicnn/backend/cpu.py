@@ -57,7 +57,7 @@ xp = np
 
 
 @njit(cache=True)
-def _whole_plane_run(i, j, h_, w_, kh, sh, sw, ph, pw, oh, ow) -> bool:
+def _whole_plane_run(i, j, h_, w_, sh, sw, ph, pw, oh, ow) -> bool:
     """Whether tap (i, j) reads, for each sample, one contiguous run of OH*OW pixels of the input plane (rows
     i-PH .. i-PH+OH-1, full width): stride 1, no horizontal padding or cropping for this tap, no window row in
     the vertical padding. True for every tap of a 1x1 convolution and for the centre tap of a 3x3 one."""
@@ -71,41 +71,72 @@ def _tap_columns(j, w_, sw, pw, ow):
     return lo, max(lo, min(ow, (w_ - 1 + pw - j) // sw + 1))
 
 
-@njit(parallel=True, cache=True)
-def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
-    # One parallel iteration per row (c, i, j) of cols: it writes its row from left to right, sample after
-    # sample, so every thread streams through memory (a plane-per-iteration order wrote C*KH*KW short runs far
-    # apart and was 2.5x slower on LeNet's conv1). With stride 1 the interior of each output row is one slice
-    # copy, which numba turns into a vectorised loop (2.5-3.7x faster than indexing element by element); when
-    # the tap covers whole rows of the plane, a sample's part of the row is a single copy.
+@njit(inline="always")
+def _im2col_row(x, c, i, j, sh, sw, ph, pw, oh, ow, out):
+    # Row (c, i, j) of cols, from left to right, sample after sample. With stride 1 the interior of each output
+    # row is one slice copy, which numba turns into a vectorised loop (2.5-3.7x faster than indexing element by
+    # element); when the tap covers whole rows of the plane, a sample's part of the row is a single copy.
     n_, c_, h_, w_ = x.shape
     p_ = oh * ow
-    flat = x.reshape(-1)
-    for row in prange(c_ * kh * kw):
-        c = row // (kh * kw)
-        i = row // kw % kh
-        j = row % kw
-        out = cols[row]
-        if _whole_plane_run(i, j, h_, w_, kh, sh, sw, ph, pw, oh, ow):
-            for n in range(n_):
-                start = (n * c_ + c) * h_ * w_ + (i - ph) * w_
-                out[n * p_ : (n + 1) * p_] = flat[start : start + p_]
-            continue
-        x_lo, x_hi = _tap_columns(j, w_, sw, pw, ow)
+    if _whole_plane_run(i, j, h_, w_, sh, sw, ph, pw, oh, ow):
+        flat = x.reshape(-1)
         for n in range(n_):
-            plane = x[n, c]
-            for y in range(oh):
-                hy = y * sh - ph + i
-                base = n * p_ + y * ow
-                if hy < 0 or hy >= h_:  # the window row lies in the padding
-                    out[base : base + ow] = 0
-                    continue
-                out[base : base + x_lo] = 0
-                if sw == 1:
-                    out[base + x_lo : base + x_hi] = plane[hy, x_lo - pw + j : x_hi - pw + j]
-                elif x_hi > x_lo:
-                    out[base + x_lo : base + x_hi] = plane[hy, x_lo * sw - pw + j : (x_hi - 1) * sw - pw + j + 1 : sw]
-                out[base + x_hi : base + ow] = 0
+            start = (n * c_ + c) * h_ * w_ + (i - ph) * w_
+            out[n * p_ : (n + 1) * p_] = flat[start : start + p_]
+        return
+    x_lo, x_hi = _tap_columns(j, w_, sw, pw, ow)
+    for n in range(n_):
+        plane = x[n, c]
+        for y in range(oh):
+            hy = y * sh - ph + i
+            base = n * p_ + y * ow
+            if hy < 0 or hy >= h_:  # the window row lies in the padding
+                out[base : base + ow] = 0
+                continue
+            out[base : base + x_lo] = 0
+            if sw == 1:
+                out[base + x_lo : base + x_hi] = plane[hy, x_lo - pw + j : x_hi - pw + j]
+            elif x_hi > x_lo:
+                out[base + x_lo : base + x_hi] = plane[hy, x_lo * sw - pw + j : (x_hi - 1) * sw - pw + j + 1 : sw]
+            out[base + x_hi : base + ow] = 0
+
+
+@njit(inline="always")
+def _im2col_row_shifted(x, c, i, j, sh, sw, ph, pw, oh, ow, src, out):
+    # Row (c, i, j) from row (c, i, j - SW), already written: tap j of output column xo reads the pixel that tap
+    # j - SW of column xo + 1 read, so each output row is the earlier one moved left by one column (a contiguous,
+    # vectorised copy) plus its last column. Replaces a strided gather.
+    n_, _, h_, w_ = x.shape
+    p_ = oh * ow
+    last = (ow - 1) * sw - pw + j  # the input column the last output column's tap reads
+    for n in range(n_):
+        for y in range(oh):
+            base = n * p_ + y * ow
+            out[base : base + ow - 1] = src[base + 1 : base + ow]
+            hy = y * sh - ph + i
+            out[base + ow - 1] = x[n, c, hy, last] if 0 <= hy < h_ and 0 <= last < w_ else 0
+
+
+@njit(parallel=True, cache=True)
+def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
+    # One parallel iteration per row (c, i, j) of cols, written from left to right, so every thread streams
+    # through memory (a plane-per-iteration order wrote C*KH*KW short runs far apart and was 2.5x slower on
+    # LeNet's conv1). With a horizontal stride SW smaller than the window, one iteration per (c, i) instead: rows
+    # j >= SW are the row j - SW shifted by a column (_im2col_row_shifted), so only SW of the KW rows need the
+    # strided gather (AlexNet's 11x11 stride-4 layer: 4 of 11).
+    c_ = x.shape[1]
+    if sw > 1 and kw > sw:
+        for ci in prange(c_ * kh):
+            c, i = ci // kh, ci % kh
+            for j in range(kw):
+                row = ci * kw + j
+                if j < sw:
+                    _im2col_row(x, c, i, j, sh, sw, ph, pw, oh, ow, cols[row])
+                else:
+                    _im2col_row_shifted(x, c, i, j, sh, sw, ph, pw, oh, ow, cols[row - sw], cols[row])
+    else:
+        for row in prange(c_ * kh * kw):
+            _im2col_row(x, row // (kh * kw), row // kw % kh, row % kw, sh, sw, ph, pw, oh, ow, cols[row])
 
 
 @njit(parallel=True, cache=True)
@@ -129,7 +160,7 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
             for j in range(kw):
                 x_lo, x_hi = _tap_columns(j, w_, sw, pw, ow)
                 row = ((c * kh + i) * kw + j) * m
-                if _whole_plane_run(i, j, h_, w_, kh, sh, sw, ph, pw, oh, ow):
+                if _whole_plane_run(i, j, h_, w_, sh, sw, ph, pw, oh, ow):
                     for n in range(n_):
                         dst = (n * c_ + c) * hw + (i - ph) * w_
                         dst_all[dst : dst + p_] += src_all[row + n * p_ : row + (n + 1) * p_]
