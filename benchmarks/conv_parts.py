@@ -3,12 +3,12 @@ the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
     ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2] [--paths im2col,auto]
 
---paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 input channels, the direct
-kernels for windows of C*KH*KW <= 32 values, the pointwise path for 1x1 layers on planes of >= 256 pixels, else
-im2col); `im2col` forces im2col + GEMM. With both (the
-default), each layer that takes another path runs both ways, side by side: the A/B of the Winograd and pointwise
-paths. GFLOP/s counts the direct convolution's multiply-adds (2*N*O*C*K*K*OH*OW per pass, three passes) on every
-path, so a Winograd row's rate is an effective one: it does 2.25x fewer.
+--paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 input channels, the pointwise
+path for 1x1 layers on planes of >= 256 pixels, the direct kernels for windows of C*KH*KW <= 32 values with output
+rows >= 64 wide and no horizontal stride, else im2col); `im2col` forces im2col + GEMM. With both (the default),
+each layer that takes another path runs both ways, side by side: the A/B of the Winograd, pointwise and direct
+paths. GFLOP/s counts the multiply-adds of the convolution's definition (2*N*O*C*K*K*OH*OW per pass, three
+passes) on every path, so a Winograd row's rate is an effective one: it does 2.25x fewer.
 
 Each backend function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
 autograd.record and backward once untimed, then --repeats times timed; the last run is printed. The parts do not
@@ -87,7 +87,7 @@ def main() -> None:
         n, c, side, o, k, s, pad, act = LAYERS[layer]
         conv.USE_WINOGRAD = conv.USE_POINTWISE = conv.USE_DIRECT = path == "auto"
         side_out = (side + 2 * pad - k) // s + 1
-        taken = conv.conv_path(cpu, c, o, (k, k), (s, s), (pad, pad), (side_out, side_out))
+        taken = conv.conv_path(cpu, c, (k, k), (s, s), (pad, pad), (side_out, side_out))
         if path == "auto" and taken == "im2col" and "im2col" in args.paths:
             continue  # the same path as the im2col row
         rng = np.random.default_rng(0)

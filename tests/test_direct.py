@@ -4,14 +4,12 @@ the rule that picks it. Its MXNet differential test is test_conv2d_output_and_gr
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from conftest import float_dtypes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_gradients, conv_step, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
 
 from minicnn import ops
 from minicnn.backend import cpu
@@ -21,19 +19,12 @@ SEEDS = st.integers(0, 2**32 - 1)
 direct = cpu.direct
 
 
-@contextlib.contextmanager
 def conv_path(path: str):
-    """Make Conv2D take (or not take) the direct path for every layer, whatever its window, stride and width."""
-    names = ("USE_DIRECT", "DIRECT_MAX_K", "DIRECT_MIN_WIDTH")
-    saved = [getattr(conv_module, name) for name in names]
-    forced = (True, 10**9, 1) if path == "direct" else (False, 0, 10**9)
-    for name, value in zip(names, forced, strict=True):
-        setattr(conv_module, name, value)
-    try:
-        yield
-    finally:
-        for name, value in zip(names, saved, strict=True):
-            setattr(conv_module, name, value)
+    """Make Conv2D take (or not take) the direct path for every layer with no horizontal stride, whatever its
+    window and width (and no 1x1 layer the pointwise path)."""
+    if path == "direct":
+        return conv_settings(USE_DIRECT=True, DIRECT_MAX_K=10**9, DIRECT_MIN_WIDTH=1, USE_POINTWISE=False)
+    return conv_settings(USE_DIRECT=False)
 
 
 @st.composite
@@ -66,6 +57,10 @@ def tolerance(dtype):
 @given(case=cases(), act=st.sampled_from([None, "relu", "sigmoid"]), bias=st.booleans(), dtype=float_dtypes,
        seed=SEEDS)  # fmt: skip
 def test_direct_forward_is_the_convolution_plus_bias_and_activation(case, act, bias, dtype, seed):
+    check_forward(case, act, bias, dtype, seed)
+
+
+def check_forward(case, act, bias, dtype, seed):
     x, w, b, _ = arrays(case, seed, dtype)
     b = b if bias else None
     got = direct.forward(x, w, b, act, case["stride"], case["pad"])
@@ -78,6 +73,10 @@ def test_direct_forward_is_the_convolution_plus_bias_and_activation(case, act, b
 @given(case=cases(), dtype=float_dtypes, seed=SEEDS)
 def test_direct_gradient_kernels_equal_the_im2col_paths_gemm_and_col2im(case, dtype, seed):
     """weight_grad = g2 @ cols^T and input_grad = col2im(W2^T @ g2), the im2col path's readable steps."""
+    check_gradient_kernels(case, dtype, seed)
+
+
+def check_gradient_kernels(case, dtype, seed):
     x, w, _, rng = arrays(case, seed, dtype)
     y_shape = direct.forward(x, w, None, None, case["stride"], case["pad"]).shape
     g = rng.standard_normal(y_shape).astype(dtype)
@@ -95,6 +94,22 @@ def test_direct_gradient_kernels_equal_the_im2col_paths_gemm_and_col2im(case, dt
     np.testing.assert_allclose(got_gx, want_gx, **tolerance(dtype))  # every pixel written, NaNs overwritten
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"x": (2, 1, 5, 70), "w": (4, 1, 3, 3), "stride": (1, 1), "pad": (1, 1)},  # VGG's first layer, shorter
+        {"x": (1, 3, 4, 100), "w": (5, 3, 3, 3), "stride": (2, 1), "pad": (1, 0)},
+        {"x": (2, 2, 6, 67), "w": (3, 2, 2, 5), "stride": (1, 1), "pad": (0, 2)},
+    ],
+    ids=["3x3 pad 1, 70 wide", "3 channels, stride (2, 1), 98 wide", "2x5 pad (0, 2), 67 wide"],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_kernels_on_rows_as_wide_as_conv2d_gives_them(case, dtype):
+    """Rows of 64 and more, where the vectorised loops run their full vector bodies."""
+    check_forward(case, "relu", True, dtype, 3)
+    check_gradient_kernels(case, dtype, 4)
+
+
 def test_direct_forward_keeps_a_nan_through_relu_so_divergence_shows():
     x = np.array([[[[np.nan, 1.0, -1.0]]]], np.float32)
     y = direct.forward(x, np.ones((1, 1, 1, 1), np.float32), None, "relu", (1, 1), (0, 0))
@@ -105,6 +120,10 @@ def test_direct_kernels_refuse_a_horizontal_stride_and_an_out_buffer_they_would_
     x, w = np.zeros((2, 1, 4, 4), np.float32), np.zeros((3, 1, 2, 2), np.float32)
     with pytest.raises(ValueError, match=r"direct conv forward: .* horizontal stride of 1 only, got stride \(1, 2\)"):
         direct.forward(x, w, None, None, (1, 2), (0, 0))
+    with pytest.raises(ValueError, match=r"direct conv forward: x \(2, 1, 4, 4\) and w \(3, 2, 2, 2\) must be"):
+        direct.forward(x, np.zeros((3, 2, 2, 2), np.float32), None, None, (1, 1), (0, 0))
+    with pytest.raises(ValueError, match=r"weight gradient: g \(2, 3, 3, 2\) is not the output of x \(2, 1, 4, 4\)"):
+        direct.weight_grad(x, np.zeros((2, 3, 3, 2), np.float32), (2, 2), (1, 1), (0, 0))
     with pytest.raises(ValueError, match="direct conv forward: out must be a C-contiguous float32 array"):
         direct.forward(x, w, None, None, (1, 1), (0, 0), out=np.zeros((2, 3, 3, 4), np.float32)[:, :, :, :3])
     g = np.zeros((2, 3, 3, 3), np.float32)
@@ -169,10 +188,10 @@ def test_conv2d_takes_the_direct_path_only_for_small_windows_wide_outputs_and_no
         winograd = None
 
     assert not conv_module.use_direct(NoDirect, 1, (3, 3), (1, 1), wide)
-    assert conv_module.conv_path(cpu, 1, 64, (3, 3), (1, 1), (1, 1), (224, 224)) == "direct"  # VGG's first layer
-    assert conv_module.conv_path(cpu, 1, 6, (5, 5), (1, 1), (0, 0), (24, 24)) == "im2col"  # LeNet's
-    assert conv_module.conv_path(cpu, 16, 32, (3, 3), (1, 1), (1, 1), (112, 112)) == "winograd"
-    assert conv_module.conv_path(NoDirect, 1, 64, (3, 3), (1, 1), (1, 1), (224, 224)) == "im2col"
+    assert conv_module.conv_path(cpu, 1, (3, 3), (1, 1), (1, 1), (224, 224)) == "direct"  # VGG's first layer
+    assert conv_module.conv_path(cpu, 1, (5, 5), (1, 1), (0, 0), (24, 24)) == "im2col"  # LeNet's
+    assert conv_module.conv_path(cpu, 16, (3, 3), (1, 1), (1, 1), (112, 112)) == "winograd"
+    assert conv_module.conv_path(NoDirect, 1, (3, 3), (1, 1), (1, 1), (224, 224)) == "im2col"
 
     monkeypatch.setattr(conv_module, "USE_DIRECT", False)  # MINICNN_DIRECT=0
     assert not rule(1, (3, 3))

@@ -75,6 +75,8 @@ CONV_CASES = {
     "lenet 5x5": ((2, 1, 28, 28), (6, 1, 5, 5), 1, 0),
     "alexnet 11x11 stride 4": ((2, 1, 67, 67), (8, 1, 11, 11), 4, 0),
     "pointwise 1x1": ((2, 8, 7, 7), (5, 8, 1, 1), 1, 0),
+    "1x1 on a 16x16 plane (the pointwise path)": ((2, 8, 16, 16), (5, 8, 1, 1), 1, 0),
+    "1 channel 3x3 on 64-wide rows (the CPU's direct path)": ((2, 1, 6, 64), (4, 1, 3, 3), 1, 1),
     "non-square": ((2, 3, 8, 10), (4, 3, 2, 3), (2, 1), (1, 0)),
 }
 

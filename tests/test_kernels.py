@@ -248,6 +248,13 @@ def test_fused_activation_gradient_matches_the_plain_version_and_sums_the_bias_g
         np.testing.assert_allclose(got, gy if act is None else ops.activation.grad(act, y, gy), **tolerance(dtype))
 
 
+def test_bias_activation_refuses_a_gemm_output_that_does_not_fit_its_out():
+    with pytest.raises(ValueError, match=r"bias_act: y2 \(2, 3, 5\) does not fit out \(2, 3, 4\)"):
+        cpu.bias_act(np.zeros((2, 3, 5), np.float32), None, "relu", out=np.empty((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"bias_act: y2 \(3, 9\) does not fit out \(2, 3, 4\)"):
+        cpu.bias_act(np.zeros((3, 9), np.float32), None, None, out=np.empty((2, 3, 4), np.float32))
+
+
 def test_relu_epilogue_keeps_a_nan_so_divergence_shows():
     y2 = np.array([[np.nan, -1.0, 2.0]], np.float32)
     got = cpu.bias_act(y2, None, "relu", out=np.empty((3, 1, 1), np.float32))

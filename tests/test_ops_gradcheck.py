@@ -80,6 +80,22 @@ def ref_conv(x, w, b, stride, pad):
     return y if b is None else y + b[None, :, None, None]
 
 
+@contextlib.contextmanager
+def conv_settings(**values):
+    """Set ops/conv.py's path switches and thresholds (USE_WINOGRAD=False, DIRECT_MAX_K=0, ...) inside the block,
+    whatever the environment says, and put them back after it."""
+    from minicnn.ops import conv as conv_module  # noqa: PLC0415
+
+    saved = {name: getattr(conv_module, name) for name in values}
+    for name, value in values.items():
+        setattr(conv_module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(conv_module, name, value)
+
+
 def conv_step(x, w, b, act, input_grad: bool, stride=1, pad=0):
     """Forward and backward of one conv layer with a fixed head gradient; returns y and the gradients (of x only
     when input_grad). The tests of Conv2D's paths compare these between paths."""
@@ -490,3 +506,27 @@ def test_concat_with_mismatched_shapes_is_a_shape_error_listing_them():
         ops.concat(f64(np.zeros((2, 1, 3))), f64(np.zeros((2, 1, 3, 3))), dim=1)
     with pytest.raises(ValueError, match="at least one"):
         ops.concat(dim=1)
+
+
+@pytest.mark.parametrize(
+    ("path", "x_shape", "w_shape", "pad"),
+    [
+        ("im2col", (0, 3, 5, 5), (2, 3, 3, 3), 1),
+        ("winograd", (0, 16, 5, 5), (2, 16, 3, 3), 1),
+        ("pointwise", (0, 3, 16, 16), (2, 3, 1, 1), 0),
+        ("direct", (0, 1, 4, 70), (2, 1, 3, 3), 1),
+    ],
+)
+def test_conv2d_takes_an_empty_batch_on_every_path(path, x_shape, w_shape, pad):
+    """An empty last batch must not crash: zero outputs, zero input gradients, a zero weight gradient."""
+
+    x, w = mc.array(np.zeros(x_shape, np.float32)), mc.array(np.ones(w_shape, np.float32))
+    x.attach_grad(), w.attach_grad()
+    f = ops.Conv2D(pad=(pad, pad), act="relu")
+    with conv_settings(USE_WINOGRAD=True, USE_POINTWISE=True, USE_DIRECT=True), autograd.record():  # whatever the env
+        y = f(x, w)
+        assert f.path == path
+        loss = y.sum()
+    loss.backward()
+    assert y.shape == (0, w_shape[0], x_shape[2] + 2 * pad - w_shape[2] + 1, x_shape[3] + 2 * pad - w_shape[3] + 1)
+    assert x.grad.shape == x_shape and not w.grad.asnumpy().any()

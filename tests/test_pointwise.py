@@ -4,13 +4,11 @@ path is in test_reference_ops.py; the NCHW layouts of the fused epilogues are ch
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_gradients, conv_step, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
 
 import minicnn as mc
 from minicnn import ops
@@ -20,15 +18,10 @@ from minicnn.ops import conv as conv_module
 SEEDS = st.integers(0, 2**32 - 1)
 
 
-@contextlib.contextmanager
 def conv_path(path: str):
-    """Make Conv2D take one path for every 1x1 stride-1 unpadded layer, however small its planes."""
-    saved = conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS
-    conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS = path == "pointwise", 1
-    try:
-        yield
-    finally:
-        conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS = saved
+    """Make Conv2D take (or not take) the pointwise path for every 1x1 stride-1 unpadded layer, however small its
+    planes."""
+    return conv_settings(USE_POINTWISE=path == "pointwise", POINTWISE_MIN_PIXELS=1)
 
 
 @st.composite
@@ -40,7 +33,7 @@ def cases(draw):
 
 @settings(max_examples=40, deadline=None)
 @given(case=cases(), bias=st.booleans(), act=st.sampled_from(list(ACTS)), seed=SEEDS)
-def test_pointwise_convolution_matches_the_direct_convolution_and_central_differences(case, bias, act, seed):
+def test_pointwise_convolution_matches_the_definition_and_central_differences(case, bias, act, seed):
     rng = np.random.default_rng(seed)
     x, w, b = rng.standard_normal(case[0]), rng.standard_normal(case[1]), rng.standard_normal(case[1][0])
     inputs = [x, w, b] if bias else [x, w]
@@ -104,7 +97,8 @@ def test_conv2d_takes_the_pointwise_path_only_for_1x1_stride_1_unpadded_layers_o
     f(x, mc.array(np.zeros((3, 2, 1, 1), dtype=np.float32)))
     assert f.path == "pointwise"
     # Winograd wins where both could apply (never: it takes 3x3 kernels only), im2col where neither does
-    assert conv_module.conv_path(cpu, 2, 3, (1, 1), (1, 1), (0, 0), (2, 2)) == "im2col"
+    assert conv_module.conv_path(cpu, 40, (1, 1), (1, 1), (0, 0), (2, 2)) == "im2col"
+    assert conv_module.conv_path(cpu, 2, (1, 1), (1, 1), (0, 0), (16, 64)) == "pointwise"  # not direct: a GEMM
 
     monkeypatch.setattr(conv_module, "USE_POINTWISE", False)  # MINICNN_POINTWISE=0
     assert not rule()

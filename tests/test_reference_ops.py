@@ -10,12 +10,14 @@ Run only these tests with `python -m pytest -m reference`; without MXNet (the nu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from test_ops_gradcheck import conv_settings
 
 import minicnn as mc
 from minicnn import autograd, ops
@@ -142,17 +144,20 @@ def corner_examples(**extra):
     path=st.sampled_from(["im2col", "direct"]),
 )
 def test_conv2d_output_and_gradients_match_mxnet(case, seed, out_channels, use_bias, path):
-    """Both paths these small layers can take on the CPU: im2col + GEMM, and the direct kernels (for any window,
-    stride and width here; Conv2D itself takes them for stride-1 layers with small windows and wide outputs)."""
-    names = ("USE_DIRECT", "DIRECT_MAX_K", "DIRECT_MIN_WIDTH")
-    saved = [getattr(conv_module, name) for name in names]
-    for name, value in zip(names, (path == "direct", 10**9, 1), strict=True):
-        setattr(conv_module, name, value)
-    try:
+    """Both paths these small layers can take on the CPU: im2col + GEMM, and the direct kernels (forced here for
+    any window and width, with the horizontal stride set to 1, all they take; Conv2D itself picks them for small
+    windows and wide outputs only)."""
+    if path == "direct":
+        case = dataclasses.replace(case, stride=(case.stride[0], 1))
+        settings_ = {"USE_DIRECT": True, "DIRECT_MAX_K": 10**9, "DIRECT_MIN_WIDTH": 1, "USE_POINTWISE": False}
+    else:
+        settings_ = {"USE_DIRECT": False, "USE_POINTWISE": False}
+    with conv_settings(**settings_):
+        out_hw = [
+            (size + 2 * p - k) // s + 1 for size, k, s, p in zip((case.h, case.w), case.kernel, case.stride, case.pad)
+        ]
+        assert conv_module.conv_path(cpu, case.c, case.kernel, case.stride, case.pad, out_hw) == path
         _check_conv(case, seed, out_channels, use_bias)
-    finally:
-        for name, value in zip(names, saved, strict=True):
-            setattr(conv_module, name, value)
 
 
 def _check_conv(case, seed, out_channels, use_bias):
@@ -194,15 +199,12 @@ def _check_conv(case, seed, out_channels, use_bias):
 )
 def test_conv2d_winograd_path_matches_mxnet(n, c, o, size, pad, seed):
     """3x3 stride-1 layers with this many input channels (and any number of outputs) take the Winograd path on the
-    CPU (ops/conv.py): same results as MXNet's
-    convolution within float32 rounding, odd and even output sizes, forward and backward."""
+    CPU (ops/conv.py): same results as MXNet's convolution within float32 rounding, odd and even output sizes,
+    forward and backward."""
     h, w = (max(s, 3 - 2 * p) for s, p in zip(size, pad))
-    saved, conv_module.USE_WINOGRAD = conv_module.USE_WINOGRAD, True  # whatever MINICNN_WINOGRAD says
-    try:
-        assert conv_module.use_winograd(cpu, c, o, (3, 3), (1, 1))
+    with conv_settings(USE_WINOGRAD=True):  # whatever MINICNN_WINOGRAD says
+        assert conv_module.use_winograd(cpu, c, (3, 3), (1, 1))
         _check_winograd_conv(n, c, o, h, w, pad, seed)
-    finally:
-        conv_module.USE_WINOGRAD = saved
 
 
 def _check_winograd_conv(n, c, o, h, w, pad, seed):
@@ -233,9 +235,7 @@ def _check_winograd_conv(n, c, o, h, w, pad, seed):
 def test_conv2d_pointwise_path_matches_mxnet(n, c, o, size, act, seed):
     """1x1 layers on the pointwise path (a batched GEMM on NCHW, ops/conv.py; here on small planes too): same
     results as MXNet's convolution (+ relu) within float32 rounding, forward and backward."""
-    saved = conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS
-    conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS = True, 1  # whatever MINICNN_POINTWISE says
-    try:
+    with conv_settings(USE_POINTWISE=True, POINTWISE_MIN_PIXELS=1):  # whatever MINICNN_POINTWISE says
         assert conv_module.use_pointwise((1, 1), (1, 1), (0, 0), size)
         rng = np.random.default_rng(seed)
         inputs = [uniform(rng, (n, c, *size)), uniform(rng, (o, c, 1, 1)), uniform(rng, (o,))]
@@ -253,8 +253,6 @@ def test_conv2d_pointwise_path_matches_mxnet(n, c, o, size, act, seed):
         assert_close(g[0], g_ref[0], o, "pointwise conv2d d/dx")
         assert_close(g[1], g_ref[1], n * size[0] * size[1], "pointwise conv2d d/dweight")
         assert_close(g[2], g_ref[2], n * size[0] * size[1], "pointwise conv2d d/dbias")
-    finally:
-        conv_module.USE_POINTWISE, conv_module.POINTWISE_MIN_PIXELS = saved
 
 
 # ---- pooling -------------------------------------------------------------------------------------------

@@ -6,13 +6,11 @@ central differences and against its im2col path.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_gradients, conv_step, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
 
 import minicnn as mc
 from minicnn import ops
@@ -39,15 +37,9 @@ def draw_arrays(case, seed, dtype=np.float64):
     return x.astype(dtype), w.astype(dtype), rng.standard_normal(case["w"][0]).astype(dtype), rng
 
 
-@contextlib.contextmanager
 def conv_path(path: str):
     """Make Conv2D take one path for every 3x3 stride-1 layer, however few its channels."""
-    saved = conv_module.USE_WINOGRAD, conv_module.WINOGRAD_MIN_CHANNELS
-    conv_module.USE_WINOGRAD, conv_module.WINOGRAD_MIN_CHANNELS = path == "winograd", 1
-    try:
-        yield
-    finally:
-        conv_module.USE_WINOGRAD, conv_module.WINOGRAD_MIN_CHANNELS = saved
+    return conv_settings(USE_WINOGRAD=path == "winograd", WINOGRAD_MIN_CHANNELS=1)
 
 
 # ---- the readable transforms ----------------------------------------------------------------------------
@@ -170,15 +162,15 @@ def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, inp
 def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_input_channels(monkeypatch):
     monkeypatch.setattr(conv_module, "USE_WINOGRAD", True)  # whatever MINICNN_WINOGRAD says
     k = conv_module.WINOGRAD_MIN_CHANNELS
-    rule = lambda c, o, kernel=(3, 3), stride=(1, 1): conv_module.use_winograd(cpu, c, o, kernel, stride)  # noqa: E731
-    assert rule(k, k) and rule(k, 1)  # however few output channels
-    assert not rule(k - 1, k) and not rule(k - 1, 1000)
-    assert not rule(k, k, kernel=(5, 5)) and not rule(k, k, kernel=(3, 1)) and not rule(k, k, stride=(2, 2))
+    rule = lambda c, kernel=(3, 3), stride=(1, 1): conv_module.use_winograd(cpu, c, kernel, stride)  # noqa: E731
+    assert rule(k) and rule(k + 1000)
+    assert not rule(k - 1)
+    assert not rule(k, kernel=(5, 5)) and not rule(k, kernel=(3, 1)) and not rule(k, stride=(2, 2))
 
     class NoWinograd:  # a backend without the transforms (the GPU's)
         winograd = None
 
-    assert not conv_module.use_winograd(NoWinograd, k, k, (3, 3), (1, 1))
+    assert not conv_module.use_winograd(NoWinograd, k, (3, 3), (1, 1))
 
     x = mc.array(np.zeros((1, k, 5, 5), dtype=np.float32))
     f = conv_module.Conv2D(pad=(1, 1))
@@ -186,4 +178,4 @@ def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough
     assert f.path == "winograd"
 
     monkeypatch.setattr(conv_module, "USE_WINOGRAD", False)  # MINICNN_WINOGRAD=0
-    assert not rule(k, k)
+    assert not rule(k)

@@ -1,7 +1,8 @@
 """CPU backend: NumPy arrays, BLAS GEMM through `numpy.matmul`, numba kernels for the window ops.
 
 The pooling kernels run one (sample, channel) plane per parallel iteration (`prange` over N*C), col2im one input
-channel, im2col one row of its output, the conv epilogues one (sample, channel) row or one output channel.
+channel, im2col one row of its output (or, for a stride narrower than the window, one (channel, window row)
+group of rows), the conv epilogues one (sample, channel) row or one output channel.
 Iterations never write to the same memory: no atomics, and the result does not depend on the thread count.
 Kernels are compiled on first use for each dtype (float32, float64) and memory layout of their arguments (the
 transposed GEMM output `bias_act` reads is not C-contiguous), and cached on disk (`cache=True`).
@@ -64,6 +65,8 @@ def _whole_plane_run(i, j, h_, w_, sh, sw, ph, pw, oh, ow) -> bool:
     return sh == 1 and sw == 1 and ow == w_ and j == pw and 0 <= i - ph and i - ph + oh <= h_
 
 
+# Inlined into cpu_direct's kernels too. numba's disk cache (cache=True) checks only the file of the function it
+# compiled: after editing this helper, delete minicnn/backend/__pycache__ so that cpu_direct's kernels are rebuilt.
 @njit(inline="always")
 def _tap_columns(j, w_, sw, pw, ow):
     """[lo, hi): the output columns xo whose tap j lands inside the image row, 0 <= xo*SW - PW + j < W."""
@@ -381,14 +384,23 @@ def bias_act(y2: np.ndarray, b: np.ndarray | None, act: str | None, out: np.ndar
     m, o, p = out.shape
     bias = np.zeros(o, dtype=y2.dtype) if b is None else b
     nchw = y2.ndim == 3
+    if y2.shape != ((m, o, p) if nchw else (o, m * p)):
+        raise ValueError(f"bias_act: y2 {y2.shape} does not fit out {out.shape}: expected (O, N*P) or (N, O, P)")
     src = y2 if nchw else y2.reshape(o, m, p)
     out = _output(out, out.shape, y2.dtype, "bias_act")
     _bias_act(src, nchw, bias, _ACT_CODE["relu" if act == "relu" else None], out)
+    sigmoid_after(act, out)
+    return out
+
+
+def sigmoid_after(act: str | None, out: np.ndarray) -> None:
+    """The sigmoid, when act is 'sigmoid', in place, by NumPy: the fused kernels do bias and relu only, because
+    numba calls the C library's exp one element at a time, while NumPy's is vectorised (four passes over a layer's
+    output with it were faster than one with numba's)."""
     if act == "sigmoid":
         from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
 
         activation.apply_(act, out)
-    return out
 
 
 def act_grad(y: np.ndarray, gy: np.ndarray, act: str | None, out: np.ndarray, gb: np.ndarray | None) -> np.ndarray:

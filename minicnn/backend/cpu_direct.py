@@ -1,9 +1,9 @@
 """numba kernels for the direct convolution of layers with few input channels (ops/conv.py picks them where
-C*KH*KW is small: the first layer of a network on grey images, LeNet's convolutions).
+C*KH*KW is small and the output rows are wide: the first layer of a network on grey images, such as VGG's).
 
-With K = C*KH*KW of 9 or 25, im2col's cols is K times the input and the GEMM has almost nothing to multiply: the
-layer is all memory traffic (cols written and read, the GEMM's output re-laid out to NCHW). These kernels read
-the input and write NCHW once:
+With K = C*KH*KW of 9, im2col's cols is 9 times the input and the GEMM has almost nothing to multiply: the layer
+is all memory traffic (cols written and read, the GEMM's output re-laid out to NCHW). These kernels read the input
+and write NCHW once:
 
     forward       y[n, o, oy, ox] = act(b[o] + sum over (c, i, j) of w[o, c, i, j] * x[n, c, oy*SH-PH+i, ox-PW+j])
     weight_grad   gw[o, c, i, j] = sum over (n, oy, ox) of g[n, o, oy, ox] * x[n, c, oy*SH-PH+i, ox-PW+j]
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu import _ACT_CODE, _output, _tap_columns
+from .cpu import _ACT_CODE, _output, _tap_columns, sigmoid_after
 from .shapes import out_size
 
 
@@ -146,25 +146,31 @@ def _check_stride(stride, what: str):
         raise ValueError(f"{what}: the direct kernels take a horizontal stride of 1 only, got stride {tuple(stride)}")
 
 
+def _check_channels(x, w, what: str):
+    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"{what}: x {x.shape} and w {w.shape} must be (N, C, H, W) and (O, C, KH, KW)")
+
+
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str | None, stride, pad, out=None) -> np.ndarray:
     """x: (N, C, H, W), w: (O, C, KH, KW), b: (O,) or None -> out (N, O, OH, OW) = act(conv(x, w) + b); act None,
     'relu' or 'sigmoid' (the sigmoid applied by NumPy afterwards, as `cpu.bias_act` does). Stride (SH, 1)."""
     _check_stride(stride, "direct conv forward")
+    _check_channels(x, w, "direct conv forward")
     (n, _, h, wd), (o, _, kh, kw), (sh, _), (ph, pw) = x.shape, w.shape, stride, pad
     y = _output(out, (n, o, out_size(h, kh, sh, ph), out_size(wd, kw, 1, pw)), x.dtype, "direct conv forward")
     bias = np.zeros(o, dtype=x.dtype) if b is None else b
     code = _ACT_CODE["relu" if act == "relu" else None]
     _forward(np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype), bias, code, sh, ph, pw, y)
-    if act == "sigmoid":
-        from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
-
-        activation.apply_(act, y)
+    sigmoid_after(act, y)
     return y
 
 
 def weight_grad(x: np.ndarray, g: np.ndarray, kernel, stride, pad) -> np.ndarray:
     """x: (N, C, H, W), g: (N, O, OH, OW), the pre-activation gradient -> gw: (O, C, KH, KW)."""
     _check_stride(stride, "direct conv weight gradient")
+    (n, _, h, w_), (kh, kw), (sh, _), (ph, pw) = x.shape, kernel, stride, pad
+    if g.ndim != 4 or g.shape[0] != n or g.shape[2:] != (out_size(h, kh, sh, ph), out_size(w_, kw, 1, pw)):
+        raise ValueError(f"direct conv weight gradient: g {g.shape} is not the output of x {x.shape} with {kernel}")
     gw = np.empty((g.shape[1], x.shape[1], *kernel), dtype=g.dtype)
     _weight_grad(np.ascontiguousarray(x), np.ascontiguousarray(g), stride[0], *pad, gw)
     return gw

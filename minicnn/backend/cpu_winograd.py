@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu import _output
+from .cpu import _output, sigmoid_after
 from .shapes import winograd_tiles
 
 # The kernels that write V or gM gather _BLOCK tiles in a small buffer and store them as 16 runs: storing each
@@ -187,10 +187,7 @@ def output_bias_act(m: np.ndarray, b: np.ndarray | None, act: str | None, out: n
     bias = np.zeros(out.shape[1], dtype=m.dtype) if b is None else b
     out = _output(out, out.shape, m.dtype, "winograd output transform")
     _output_bias_act(np.ascontiguousarray(m), bias, 1 if act == "relu" else 0, th, tw, out)
-    if act == "sigmoid":  # NumPy's vectorised exp, as in cpu.bias_act
-        from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
-
-        activation.apply_(act, out)
+    sigmoid_after(act, out)
     return out
 
 

@@ -19,7 +19,8 @@ def bias_act(y2, b, act: str | None, out):
     from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
 
     n, o, p = out.shape
-    out[...] = y2 if y2.ndim == 3 else y2.reshape(o, n, p).transpose(1, 0, 2)
+    if y2 is not out:  # the pointwise path runs it in place
+        out[...] = y2 if y2.ndim == 3 else y2.reshape(o, n, p).transpose(1, 0, 2)
     if b is not None:
         out += b.reshape(1, o, 1)
     if act is not None:

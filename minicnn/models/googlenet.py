@@ -37,6 +37,8 @@ class Inception(nn.Block):
         self.p4_2 = nn.Conv2D(c4, kernel_size=1, activation="relu")
 
     def forward(self, x):
+        if not self._heads_fuse():
+            return self.forward_by_layer(x)
         p1, p2, p3 = self.pointwise_heads(x)
         p2 = self.p2_2(p2)
         p3 = self.p3_2(p3)
@@ -49,6 +51,18 @@ class Inception(nn.Block):
         p3 = self.p3_2(self.p3_1(x))
         p4 = self.p4_2(self.p4_1(x))
         return concat(p1, p2, p3, p4, dim=1)
+
+    def _heads_fuse(self) -> bool:
+        """Whether p1_1, p2_1 and p3_1 are what pointwise_heads assumes: plain 1x1 convolutions with biases and one
+        activation (always so as built here; a user who replaced one gets the layer-by-layer forward)."""
+        heads = (self.p1_1, self.p2_1, self.p3_1)
+        return all(
+            type(h) is nn.Conv2D
+            and (h.kernel, h.stride, h.pad) == ((1, 1), (1, 1), (0, 0))
+            and h.bias is not None
+            and h.activation == self.p1_1.activation
+            for h in heads
+        )
 
     def pointwise_heads(self, x):
         """(p1_1(x), p2_1(x), p3_1(x)) from one convolution: weights (c1 + c2[0] + c3[0], C, 1, 1) and biases

@@ -66,7 +66,7 @@ USE_WINOGRAD = os.environ.get("MINICNN_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 16
 
 
-def use_winograd(be, c: int, o: int, kernel, stride) -> bool:
+def use_winograd(be, c: int, kernel, stride) -> bool:
     """Whether Conv2D takes the Winograd path: the rule depends on the shapes only, so a layer always takes the
     same path and its results do not change from run to run."""
     return (
@@ -121,14 +121,14 @@ def use_pointwise(kernel, stride, pad, out_hw) -> bool:
     )
 
 
-def conv_path(be, c: int, o: int, kernel, stride, pad, out_hw) -> str:
+def conv_path(be, c: int, kernel, stride, pad, out_hw) -> str:
     """'winograd', 'direct', 'pointwise' or 'im2col': the algorithm Conv2D runs for these shapes on this backend."""
-    if use_winograd(be, c, o, kernel, stride):
+    if use_winograd(be, c, kernel, stride):
         return "winograd"
+    if use_pointwise(kernel, stride, pad, out_hw):  # before direct: a thin 1x1 layer is a GEMM, BLAS's job
+        return "pointwise"
     if use_direct(be, c, kernel, stride, out_hw):
         return "direct"
-    if use_pointwise(kernel, stride, pad, out_hw):
-        return "pointwise"
     return "im2col"
 
 
@@ -203,7 +203,7 @@ class Conv2D(Function):
         check_window_args(self.name, self.kernel, self.stride, self.pad)
         oh, ow = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
         self.out_hw = (oh, ow)
-        self.path = conv_path(be, x.shape[1], o, self.kernel, self.stride, self.pad, self.out_hw)
+        self.path = conv_path(be, x.shape[1], self.kernel, self.stride, self.pad, self.out_hw)
         y = be.xp.empty((n, o, oh * ow), dtype=x.dtype)
         kept = getattr(self, "_forward_" + self.path)(be, x, w, b, y)
         self.kept = kept if autograd.is_recording() else None
@@ -243,31 +243,33 @@ class Conv2D(Function):
     def _forward_pointwise(self, be, x, w, b, y):
         """y (N, O, P) = act(W2 @ x[n] + b) for every n: one batched matmul straight into y, the epilogue in place.
         Keeps nothing: backward needs only x, which it has anyway."""
-        n, c = x.shape[:2]
-        be.xp.matmul(w.reshape(w.shape[0], c), x.reshape(n, c, -1), out=y)
+        n, c, h, wd = x.shape
+        be.xp.matmul(w.reshape(w.shape[0], c), x.reshape(n, c, h * wd), out=y)
         be.bias_act(y, b, self.act, out=y)
 
     def _forward_direct(self, be, x, w, b, y):
         """y = act(conv(x, w) + b) by the backend's direct kernel, straight into NCHW. Keeps nothing."""
-        be.direct.forward(x, w, b, self.act, self.stride, self.pad, out=y.reshape(y.shape[0], -1, *self.out_hw))
+        be.direct.forward(x, w, b, self.act, self.stride, self.pad, out=y.reshape(*y.shape[:2], *self.out_hw))
 
     def backward(self, gy):
         be = backend.of(self.x)
         n, o = gy.shape[0], gy.shape[1]
-        gy = gy.reshape(n, o, -1)
+        gy = gy.reshape(n, o, self.out_hw[0] * self.out_hw[1])  # not -1: N may be 0
         gb = be.xp.zeros(o, dtype=self.x.dtype) if self.has_bias else None
         # C-contiguous whatever x's layout: the kernels write each chunk's gx[s] through flat indices
         gx = be.xp.empty(self.x.shape, dtype=self.x.dtype) if self.needs_input_grad(0) else None
         gw = getattr(self, "_backward_" + self.path)(be, gy, gb, gx)
         return (gx, gw) + ((gb,) if self.has_bias else ())
 
-    def _grad_chunk(self, be, gy, s, scratch, gb):
-        """The activation's gradient, the bias gradient and the layout change to (O, chunk*OH*OW) in one pass,
-        chunk by chunk: for the whole batch at once it would be one more array the size of the layer's output
-        (1.5 GiB for VGG-11's first convolution at batch 128)."""
+    def _grad_chunk(self, be, gy, s, scratch, gb, nchw: bool = False):
+        """The activation's gradient and the bias gradient in one pass, laid out as (O, chunk*OH*OW) for the GEMMs
+        (or kept in NCHW, `nchw`), chunk by chunk: for the whole batch at once it would be one more array the size
+        of the layer's output (1.5 GiB for VGG-11's first convolution at batch 128)."""
         o, p = gy.shape[1:]
+        m = s.stop - s.start
         y = gy[s] if self.act is None else self.y[s]
-        return be.act_grad(y, gy[s], self.act, out=scratch.get("gy2", (o, (s.stop - s.start) * p)), gb=gb)
+        out = scratch.get("g", (m, o, p)) if nchw else scratch.get("gy2", (o, m * p))
+        return be.act_grad(y, gy[s], self.act, out=out, gb=gb)
 
     def _backward_im2col(self, be, gy, gb, gx):
         x, w, xp = self.x, self.w, be.xp
@@ -297,8 +299,7 @@ class Conv2D(Function):
         scratch = _Scratch(xp, x.dtype)
         for s in _chunks(n, max(o * p, o * c) * x.dtype.itemsize):
             m = s.stop - s.start
-            y = gy[s] if self.act is None else self.y[s]
-            g = be.act_grad(y, gy[s], self.act, out=scratch.get("g", (m, o, p)), gb=gb)
+            g = self._grad_chunk(be, gy, s, scratch, gb, nchw=True)
             # per-sample weight gradients in one batched call, then their sum: (m, O, P) @ (m, P, C) -> (m, O, C)
             gw2 += xp.matmul(g, x3[s].transpose(0, 2, 1), out=scratch.get("gw", (m, o, c))).sum(axis=0)
             if gx is not None:
@@ -308,12 +309,10 @@ class Conv2D(Function):
     def _backward_direct(self, be, gy, gb, gx):
         """g = gy * act'(y) in NCHW a batch chunk at a time (the chunking keeps g small), then the direct kernels."""
         x, (n, o, p) = self.x, gy.shape
-        gw = be.xp.zeros(self.w.shape, dtype=x.dtype)
+        gw = be.xp.zeros_like(self.w)
         scratch = _Scratch(be.xp, x.dtype)
         for s in _chunks(n, o * p * x.dtype.itemsize):
-            m = s.stop - s.start
-            y = gy[s] if self.act is None else self.y[s]
-            g = be.act_grad(y, gy[s], self.act, out=scratch.get("g", (m, o, p)), gb=gb).reshape(m, o, *self.out_hw)
+            g = self._grad_chunk(be, gy, s, scratch, gb, nchw=True).reshape(s.stop - s.start, o, *self.out_hw)
             gw += be.direct.weight_grad(x[s], g, self.kernel, self.stride, self.pad)
             if gx is not None:
                 be.direct.input_grad(g, self.w, gx[s].shape, self.stride, self.pad, out=gx[s])
