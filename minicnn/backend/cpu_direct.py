@@ -80,34 +80,36 @@ def _forward(x, w, b, act, sh, ph, pw, y):
                 out[:] = src
 
 
-# _weight_grad splits the batch into this many blocks (fewer for a smaller batch), one per parallel iteration, each
-# with its own partial sums; the blocks are added up in order at the end. A fixed number, not the thread count,
-# so the result does not depend on the thread count.
-_BLOCKS = 8
+# _weight_grad splits the N*OH output rows of a batch chunk into this many blocks (fewer if there are fewer rows),
+# one per parallel iteration, each with its own partial sums; the blocks are added up in order at the end. A fixed
+# number, not the thread count, so the result does not depend on the thread count; rows rather than samples, so a
+# chunk of one or two samples (VGG-11's first layer: two) still gives every thread work.
+_BLOCKS = 16
 
 
 @njit(parallel=True, cache=True)
 def _weight_grad(x, g, sh, ph, pw, gw):
     # Each input run a tap reads is loaded once and multiplied with the gradient rows of all O channels; the
     # products go into rows of partial sums, one per output column (elementwise, so vectorised; a single running sum
-    # would not be), each over one block's N*OH products, which are added up in float64 at the end. The partial sums
+    # would not be), each over one block's output rows, which are added up in float64 at the end. The partial sums
     # are in the data's dtype: float64 ones halved the vector width and took 1.5x as long.
     n_, c_, h_, _ = x.shape
     o_, _, kh, kw = gw.shape
     oh, ow = g.shape[2], g.shape[3]
-    blocks = min(n_, _BLOCKS)
+    rows = n_ * oh
+    blocks = max(1, min(rows, _BLOCKS))
     part = np.zeros((blocks, o_, c_ * kh * kw, ow), dtype=g.dtype)
     for blk in prange(blocks):
         acc = part[blk]
-        for n in range(blk * n_ // blocks, (blk + 1) * n_ // blocks):
-            for oy in range(oh):
-                for tap in range(c_ * kh * kw):  # (c, i, j)
-                    c, i, j = tap // (kh * kw), tap // kw % kh, tap % kw
-                    hy = oy * sh - ph + i
-                    if 0 <= hy < h_:
-                        lo, hi, run = _tap_run(x[n, c, hy], j, pw, ow)
-                        for o in range(o_):
-                            _add_product(acc[o, tap, lo:hi], g[n, o, oy, lo:hi], run)
+        for r in range(blk * rows // blocks, (blk + 1) * rows // blocks):
+            n, oy = r // oh, r % oh
+            for tap in range(c_ * kh * kw):  # (c, i, j)
+                c, i, j = tap // (kh * kw), tap // kw % kh, tap % kw
+                hy = oy * sh - ph + i
+                if 0 <= hy < h_:
+                    lo, hi, run = _tap_run(x[n, c, hy], j, pw, ow)
+                    for o in range(o_):
+                        _add_product(acc[o, tap, lo:hi], g[n, o, oy, lo:hi], run)
     flat = gw.reshape(o_, c_ * kh * kw)
     for o in prange(o_):
         for tap in range(c_ * kh * kw):
