@@ -78,10 +78,11 @@ def use_winograd(be, c: int, kernel, stride) -> bool:
     )
 
 
-# The pointwise path for 1x1 convolutions (any backend: it needs only matmul). Forward + backward per layer
-# (benchmarks/conv_parts.py, two runs): NiN's 54x54 layers (96 channels) 1.25-1.5x faster than im2col, its 26x26
-# ones (256 channels) and GoogLeNet's 24x24 one (64) even to 1.4x; on 12x12 planes it lost (NiN's 384-channel
-# layer: 0.7-0.8x), the per-sample GEMMs being too thin. MINICNN_POINTWISE=0 in the environment turns it off.
+# The pointwise path for 1x1 convolutions (any backend: it needs only matmul). Forward + backward per layer against
+# im2col (benchmarks/conv_parts.py, six runs on a noisy machine): NiN's 54x54 layers (96 channels) median 1.4x
+# faster (0.8-1.6x), its 26x26 ones (256 channels) 1.1x (0.8-1.4x), GoogLeNet's 24x24 one (64) even to 1.4x; on
+# 12x12 planes it lost (NiN's 384-channel layer: 0.7-0.8x), the per-sample GEMMs being too thin.
+# MINICNN_POINTWISE=0 in the environment turns it off.
 USE_POINTWISE = os.environ.get("MINICNN_POINTWISE", "1") != "0"
 POINTWISE_MIN_PIXELS = 256
 
@@ -89,10 +90,10 @@ POINTWISE_MIN_PIXELS = 256
 # The direct convolution (backend/cpu_direct.py, where the backend has it) for layers with a horizontal stride of
 # 1, windows of at most DIRECT_MAX_K values (C*KH*KW) and output rows of at least DIRECT_MIN_WIDTH pixels: there
 # cols is K times the input and the GEMM has next to nothing to do, so im2col's passes over memory are the layer's
-# whole cost. Forward +
-# backward (benchmarks/conv_parts.py): the ÷4 VGG's first layer 1.5x faster, VGG-11's 1.2x. Its loops run along
-# output rows, so short rows cost more than they save (LeNet's first layer, 24 wide: 0.8x); strided rows would not
-# vectorise, so the kernels take none (GoogLeNet's 7x7 stride-2 first layer ran 8x slower with them).
+# whole cost. Forward + backward against im2col (benchmarks/conv_parts.py, six runs): the ÷4 VGG's first layer
+# median 1.4x faster (1.1-1.8x), VGG-11's 1.2x (1.0-1.6x). Its loops run along output rows, so short rows cost
+# more than they save (LeNet's first layer, 24 wide: 0.8x); strided rows would not vectorise, so the kernels take
+# none (GoogLeNet's 7x7 stride-2 first layer ran 8x slower with them).
 # MINICNN_DIRECT=0 in the environment turns it off.
 USE_DIRECT = os.environ.get("MINICNN_DIRECT", "1") != "0"
 DIRECT_MAX_K = 32
