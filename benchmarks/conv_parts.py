@@ -85,9 +85,9 @@ def main() -> None:
 
     for layer, path in ((layer, path) for layer in args.layers.split(",") for path in args.paths.split(",")):
         n, c, side, o, k, s, pad, act = LAYERS[layer]
-        conv.USE_WINOGRAD = conv.USE_POINTWISE = conv.USE_DIRECT = path == "auto"
+        conv.USE_WINOGRAD = conv.USE_POINTWISE = conv.USE_DIRECT = conv.USE_PLANE = path == "auto"
         side_out = (side + 2 * pad - k) // s + 1
-        taken = conv.conv_path(cpu, c, (k, k), (s, s), (pad, pad), (side_out, side_out))
+        taken = conv.conv_path(cpu, c, (k, k), (s, s), (pad, pad), (side_out, side_out), o)
         if path == "auto" and taken == "im2col" and "im2col" in args.paths:
             continue  # the same path as the im2col row
         rng = np.random.default_rng(0)

@@ -180,6 +180,7 @@ def test_conv2d_in_chunks_of_the_batch_gives_the_same_values_and_gradients(monke
     ow = 4 - kernel[1] + 1
     per_sample = conv_module._sample_bytes(2 * kernel[0] * kernel[1], 3, oh * ow, 8)
     monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", samples_per_chunk * per_sample)
+    monkeypatch.setattr(conv_module, "USE_PLANE", False)  # the im2col path, whose im2col calls are counted
     calls = []
     real_im2col = cpu.im2col
     monkeypatch.setattr(cpu, "im2col", lambda x, *a, **k: calls.append(x.shape[0]) or real_im2col(x, *a, **k))
@@ -192,10 +193,11 @@ def test_conv2d_in_chunks_of_the_batch_gives_the_same_values_and_gradients(monke
 
 
 @pytest.mark.parametrize("act", list(ACTS))
-def test_conv2d_gradients_with_more_output_channels_than_the_transposed_gemm_takes(act):
+def test_conv2d_gradients_with_more_output_channels_than_the_transposed_gemm_takes(act, monkeypatch):
     # Layers with at most FEW_ROWS output channels run their GEMMs transposed; the other path needs checking too.
     case = {"shape": (2, 2, 4, 4), "kernel": (3, 3), "stride": (1, 1), "pad": (1, 1)}
     inputs = conv_inputs(case, conv_module.FEW_ROWS + 2, True, seed=13)
+    monkeypatch.setattr(conv_module, "USE_PLANE", False)  # the im2col path's GEMMs
     if act == "relu":
         assume_away_kinks = np.abs(conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()).min() > 1e-4
         assert assume_away_kinks, "pick another seed: a pre-activation lies on relu's kink"
@@ -511,7 +513,8 @@ def test_concat_with_mismatched_shapes_is_a_shape_error_listing_them():
 @pytest.mark.parametrize(
     ("path", "x_shape", "w_shape", "pad"),
     [
-        ("im2col", (0, 3, 5, 5), (2, 3, 3, 3), 1),
+        ("im2col", (0, 17, 5, 5), (2, 17, 2, 2), 1),
+        ("plane", (0, 3, 5, 5), (2, 3, 3, 3), 1),
         ("winograd", (0, 16, 5, 5), (2, 16, 3, 3), 1),
         ("pointwise", (0, 3, 16, 16), (2, 3, 1, 1), 0),
         ("direct", (0, 1, 4, 70), (2, 1, 3, 3), 1),
@@ -523,7 +526,10 @@ def test_conv2d_takes_an_empty_batch_on_every_path(path, x_shape, w_shape, pad):
     x, w = mc.array(np.zeros(x_shape, np.float32)), mc.array(np.ones(w_shape, np.float32))
     x.attach_grad(), w.attach_grad()
     f = ops.Conv2D(pad=(pad, pad), act="relu")
-    with conv_settings(USE_WINOGRAD=True, USE_POINTWISE=True, USE_DIRECT=True), autograd.record():  # whatever the env
+    with (
+        conv_settings(USE_WINOGRAD=True, USE_POINTWISE=True, USE_DIRECT=True, USE_PLANE=True),
+        autograd.record(),
+    ):  # whatever the env
         y = f(x, w)
         assert f.path == path
         loss = y.sum()

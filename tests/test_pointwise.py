@@ -21,7 +21,7 @@ SEEDS = st.integers(0, 2**32 - 1)
 def conv_path(path: str):
     """Make Conv2D take (or not take) the pointwise path for every 1x1 stride-1 unpadded layer, however small its
     planes."""
-    return conv_settings(USE_POINTWISE=path == "pointwise", POINTWISE_MIN_PIXELS=1)
+    return conv_settings(USE_POINTWISE=path == "pointwise", POINTWISE_MIN_PIXELS=1, USE_PLANE=False)
 
 
 @st.composite
@@ -97,8 +97,8 @@ def test_conv2d_takes_the_pointwise_path_only_for_1x1_stride_1_unpadded_layers_o
     f(x, mc.array(np.zeros((3, 2, 1, 1), dtype=np.float32)))
     assert f.path == "pointwise"
     # Winograd wins where both could apply (never: it takes 3x3 kernels only), im2col where neither does
-    assert conv_module.conv_path(cpu, 40, (1, 1), (1, 1), (0, 0), (2, 2)) == "im2col"
-    assert conv_module.conv_path(cpu, 2, (1, 1), (1, 1), (0, 0), (16, 64)) == "pointwise"  # not direct: a GEMM
+    assert conv_module.conv_path(cpu, 40, (1, 1), (1, 1), (0, 0), (2, 2), 40) == "im2col"
+    assert conv_module.conv_path(cpu, 2, (1, 1), (1, 1), (0, 0), (16, 64), 2) == "pointwise"  # not direct: a GEMM
 
     monkeypatch.setattr(conv_module, "USE_POINTWISE", False)  # MINICNN_POINTWISE=0
     assert not rule()

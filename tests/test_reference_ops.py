@@ -136,27 +136,32 @@ def corner_examples(**extra):
 @settings(deadline=None)
 @corner_examples(out_channels=3, use_bias=True, path="im2col")
 @corner_examples(out_channels=3, use_bias=True, path="direct")
+@corner_examples(out_channels=3, use_bias=True, path="plane")
 @given(
     case=windows(max_pad=2),
     seed=seeds,
     out_channels=st.integers(1, 4),
     use_bias=st.booleans(),
-    path=st.sampled_from(["im2col", "direct"]),
+    path=st.sampled_from(["im2col", "direct", "plane"]),
 )
 def test_conv2d_output_and_gradients_match_mxnet(case, seed, out_channels, use_bias, path):
-    """Both paths these small layers can take on the CPU: im2col + GEMM, and the direct kernels (forced here for
+    """The three paths these small layers can take on the CPU: im2col + GEMM, the direct kernels (forced here for
     any window and width, with the horizontal stride set to 1, all they take; Conv2D itself picks them for small
-    windows and wide outputs only)."""
+    windows and wide outputs only) and the small-plane kernels (forced for any size, with stride 1)."""
     if path == "direct":
         case = dataclasses.replace(case, stride=(case.stride[0], 1))
         settings_ = {"USE_DIRECT": True, "DIRECT_MAX_K": 10**9, "DIRECT_MIN_WIDTH": 1, "USE_POINTWISE": False}
+    elif path == "plane":
+        case = dataclasses.replace(case, stride=(1, 1))
+        settings_ = {"USE_PLANE": True, "PLANE_MAX_CHANNELS": 10**9, "PLANE_MAX_PIXELS": 10**9}
+        settings_.update(USE_DIRECT=False, USE_POINTWISE=False)
     else:
-        settings_ = {"USE_DIRECT": False, "USE_POINTWISE": False}
+        settings_ = {"USE_DIRECT": False, "USE_POINTWISE": False, "USE_PLANE": False}
     with conv_settings(**settings_):
         out_hw = [
             (size + 2 * p - k) // s + 1 for size, k, s, p in zip((case.h, case.w), case.kernel, case.stride, case.pad)
         ]
-        assert conv_module.conv_path(cpu, case.c, case.kernel, case.stride, case.pad, out_hw) == path
+        assert conv_module.conv_path(cpu, case.c, case.kernel, case.stride, case.pad, out_hw, out_channels) == path
         _check_conv(case, seed, out_channels, use_bias)
 
 

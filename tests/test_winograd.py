@@ -39,7 +39,7 @@ def draw_arrays(case, seed, dtype=np.float64):
 
 def conv_path(path: str):
     """Make Conv2D take one path for every 3x3 stride-1 layer, however few its channels."""
-    return conv_settings(USE_WINOGRAD=path == "winograd", WINOGRAD_MIN_CHANNELS=1)
+    return conv_settings(USE_WINOGRAD=path == "winograd", WINOGRAD_MIN_CHANNELS=1, USE_PLANE=False)
 
 
 # ---- the readable transforms ----------------------------------------------------------------------------

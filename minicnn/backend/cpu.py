@@ -507,8 +507,9 @@ def synchronize() -> None:
     """CPU work is finished when the call returns."""
 
 
-# Two more convolution algorithms (ops/conv.py picks them by shape); a backend without one sets it to None:
-# the direct convolution of thin layers, and Winograd F(2x2, 3x3) tile transforms for 3x3 stride-1 layers.
-# Both use _output (and the direct one _tap_columns) from above.
+# Three more convolution algorithms (ops/conv.py picks them by shape); a backend without one sets it to None:
+# the direct convolution of thin layers, that of small planes, and Winograd F(2x2, 3x3) tile transforms for 3x3
+# stride-1 layers. They use _output (and the direct one _tap_columns) from above.
 from . import cpu_direct as direct  # noqa: E402, F401
+from . import cpu_plane as plane_conv  # noqa: E402, F401
 from . import cpu_winograd as winograd  # noqa: E402, F401

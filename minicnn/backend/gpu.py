@@ -42,6 +42,7 @@ xp = cupy
 winograd = None
 # No direct convolution either: thin layers stay im2col + cuBLAS too (see ops/conv.py, use_direct).
 direct = None
+plane_conv = None  # nor the small-plane kernels (LeNet's layers): im2col + cuBLAS
 
 # The kernels in kernels.cu (the list is checked against the file by tests/test_cuda_kernels.py).
 KERNELS = (

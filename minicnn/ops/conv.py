@@ -111,6 +111,29 @@ def use_direct(be, c: int, kernel, stride, out_hw) -> bool:
     )
 
 
+# The direct convolution of small planes (backend/cpu_plane.py, where the backend has it) for stride-1 layers with at
+# most PLANE_MAX_CHANNELS input and output channels on padded planes of at most PLANE_MAX_PIXELS pixels (LeNet's two
+# layers): there im2col copies hundreds of thousands of 8- to 24-pixel runs per step and the GEMMs have 6 or 16 rows,
+# so the kernels run each sample's convolution in cache instead. With more output channels the GEMM's register
+# blocking wins again (GoogLeNet's 16 -> 32 5x5 layer on 12x12: about even, benchmarks/conv_parts.py).
+# MINICNN_PLANE=0 in the environment turns it off.
+USE_PLANE = os.environ.get("MINICNN_PLANE", "1") != "0"
+PLANE_MAX_CHANNELS = 16
+PLANE_MAX_PIXELS = 1024
+
+
+def use_plane(be, c: int, o: int, kernel, stride, out_hw) -> bool:
+    """Whether Conv2D takes the small-plane path (shapes only, like use_winograd)."""
+    padded = (out_hw[0] + kernel[0] - 1) * (out_hw[1] + kernel[1] - 1)  # stride 1: the padded input plane
+    return (
+        USE_PLANE
+        and getattr(be, "plane_conv", None) is not None
+        and tuple(stride) == (1, 1)
+        and max(c, o) <= PLANE_MAX_CHANNELS
+        and padded <= PLANE_MAX_PIXELS
+    )
+
+
 def use_pointwise(kernel, stride, pad, out_hw) -> bool:
     """Whether Conv2D takes the pointwise path (shapes only, like use_winograd)."""
     return (
@@ -122,14 +145,17 @@ def use_pointwise(kernel, stride, pad, out_hw) -> bool:
     )
 
 
-def conv_path(be, c: int, kernel, stride, pad, out_hw) -> str:
-    """'winograd', 'direct', 'pointwise' or 'im2col': the algorithm Conv2D runs for these shapes on this backend."""
+def conv_path(be, c: int, kernel, stride, pad, out_hw, o: int) -> str:
+    """'winograd', 'pointwise', 'direct', 'plane' or 'im2col': the algorithm Conv2D runs for these shapes (C input,
+    O output channels) on this backend."""
     if use_winograd(be, c, kernel, stride):
         return "winograd"
     if use_pointwise(kernel, stride, pad, out_hw):  # before direct: a thin 1x1 layer is a GEMM, BLAS's job
         return "pointwise"
-    if use_direct(be, c, kernel, stride, out_hw):
-        return "direct"
+    if use_direct(be, c, kernel, stride, out_hw):  # before plane: wide rows, where the plane kernels' spare
+        return "direct"  # columns would buy nothing
+    if use_plane(be, c, o, kernel, stride, out_hw):
+        return "plane"
     return "im2col"
 
 
@@ -204,7 +230,7 @@ class Conv2D(Function):
         check_window_args(self.name, self.kernel, self.stride, self.pad)
         oh, ow = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
         self.out_hw = (oh, ow)
-        self.path = conv_path(be, x.shape[1], self.kernel, self.stride, self.pad, self.out_hw)
+        self.path = conv_path(be, x.shape[1], self.kernel, self.stride, self.pad, self.out_hw, o)
         y = be.xp.empty((n, o, oh * ow), dtype=x.dtype)
         kept = getattr(self, "_forward_" + self.path)(be, x, w, b, y)
         self.kept = kept if autograd.is_recording() else None
@@ -248,9 +274,14 @@ class Conv2D(Function):
         be.xp.matmul(w.reshape(w.shape[0], c), x.reshape(n, c, h * wd), out=y)
         be.bias_act(y, b, self.act, out=y)
 
-    def _forward_direct(self, be, x, w, b, y):
-        """y = act(conv(x, w) + b) by the backend's direct kernel, straight into NCHW. Keeps nothing."""
-        be.direct.forward(x, w, b, self.act, self.stride, self.pad, out=y.reshape(*y.shape[:2], *self.out_hw))
+    def _forward_direct(self, be, x, w, b, y, kernels=None):
+        """y = act(conv(x, w) + b) by the backend's direct kernel (or the small-plane one), straight into NCHW.
+        Keeps nothing."""
+        kernels = kernels or be.direct
+        kernels.forward(x, w, b, self.act, self.stride, self.pad, out=y.reshape(*y.shape[:2], *self.out_hw))
+
+    def _forward_plane(self, be, x, w, b, y):
+        return self._forward_direct(be, x, w, b, y, be.plane_conv)
 
     def backward(self, gy):
         be = backend.of(self.x)
@@ -307,16 +338,21 @@ class Conv2D(Function):
                 xp.matmul(w2.T, g, out=gx[s].reshape(m, c, p))
         return gw2.reshape(self.w.shape)
 
-    def _backward_direct(self, be, gy, gb, gx):
-        """g = gy * act'(y) in NCHW a batch chunk at a time (the chunking keeps g small), then the direct kernels."""
+    def _backward_plane(self, be, gy, gb, gx):
+        return self._backward_direct(be, gy, gb, gx, be.plane_conv)
+
+    def _backward_direct(self, be, gy, gb, gx, kernels=None):
+        """g = gy * act'(y) in NCHW a batch chunk at a time (the chunking keeps g small), then the direct kernels
+        (or the small-plane ones: the same interface)."""
+        kernels = kernels or be.direct
         x, (n, o, p) = self.x, gy.shape
         gw = be.xp.zeros_like(self.w)
         scratch = _Scratch(be.xp, x.dtype)
         for s in _chunks(n, o * p * x.dtype.itemsize):
             g = self._grad_chunk(be, gy, s, scratch, gb, nchw=True).reshape(s.stop - s.start, o, *self.out_hw)
-            gw += be.direct.weight_grad(x[s], g, self.kernel, self.stride, self.pad)
+            gw += kernels.weight_grad(x[s], g, self.kernel, self.stride, self.pad)
             if gx is not None:
-                be.direct.input_grad(g, self.w, gx[s].shape, self.stride, self.pad, out=gx[s])
+                kernels.input_grad(g, self.w, gx[s].shape, self.stride, self.pad, out=gx[s])
         return gw
 
     def _backward_winograd(self, be, gy, gb, gx):

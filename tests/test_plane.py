@@ -1,0 +1,206 @@
+"""The direct convolution of small planes (backend/cpu_plane.py): its kernels against the direct definition and the
+im2col path's readable steps, Conv2D's small-plane path against central differences and against its im2col path,
+and the rule that picks it. Its MXNet differential test is test_conv2d_output_and_gradients_match_mxnet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import float_dtypes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_direct import arrays, tolerance
+from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
+
+from minicnn import ops
+from minicnn.backend import cpu
+from minicnn.ops import conv as conv_module
+
+SEEDS = st.integers(0, 2**32 - 1)
+plane = cpu.plane_conv
+
+
+def conv_path(path: str):
+    """Make Conv2D take (or not take) the small-plane path for every stride-1 layer, whatever its size (and no
+    1x1 layer the pointwise path, no thin one the direct path)."""
+    if path == "plane":
+        return conv_settings(
+            USE_PLANE=True, PLANE_MAX_CHANNELS=10**9, PLANE_MAX_PIXELS=10**9, USE_POINTWISE=False, USE_DIRECT=False
+        )
+    return conv_settings(USE_PLANE=False)
+
+
+@st.composite
+def cases(draw):
+    """A small stride-1 convolution: kernels 1-6 (so one, two and three taps are left after the groups of three),
+    pads up to the kernel, outputs of one pixel and up, 1-5 channels each way (odd counts leave a channel without
+    a partner)."""
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    kernel, pad, size = [], [], []
+    for _ in range(2):
+        k = draw(st.integers(1, 6))
+        p = draw(st.integers(0, k))
+        lo = max(1, k - 2 * p)
+        size.append(draw(st.integers(lo, lo + 7)))
+        kernel.append(k), pad.append(p)
+    return {"x": (n, c, *size), "w": (o, c, *kernel), "stride": (1, 1), "pad": tuple(pad)}
+
+
+# ---- the kernels ------------------------------------------------------------------------------------------
+@settings(max_examples=80, deadline=None)
+@given(case=cases(), act=st.sampled_from([None, "relu", "sigmoid"]), bias=st.booleans(), dtype=float_dtypes,
+       seed=SEEDS)  # fmt: skip
+def test_plane_forward_is_the_convolution_plus_bias_and_activation(case, act, bias, dtype, seed):
+    check_forward(case, act, bias, dtype, seed)
+
+
+def check_forward(case, act, bias, dtype, seed):
+    x, w, b, _ = arrays(case, seed, dtype)
+    b = b if bias else None
+    got = plane.forward(x, w, b, act, case["stride"], case["pad"], out=np.full(_out_shape(case), np.nan, dtype))
+    want = ACTS[act](ref_conv(x.astype(np.float64), w.astype(np.float64), b, case["stride"], case["pad"]))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, **tolerance(dtype))  # every output written, NaNs overwritten
+
+
+def _out_shape(case):
+    (n, _, h, w), (o, _, kh, kw), (ph, pw) = case["x"], case["w"], case["pad"]
+    return n, o, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=cases(), dtype=float_dtypes, seed=SEEDS)
+def test_plane_gradient_kernels_equal_the_im2col_paths_gemm_and_col2im(case, dtype, seed):
+    """weight_grad = g2 @ cols^T and input_grad = col2im(W2^T @ g2), the im2col path's readable steps."""
+    check_gradient_kernels(case, dtype, seed)
+
+
+def check_gradient_kernels(case, dtype, seed):
+    x, w, _, rng = arrays(case, seed, dtype)
+    g = rng.standard_normal(_out_shape(case)).astype(dtype)
+    n, o = g.shape[:2]
+    window = (case["w"][2:], case["stride"], case["pad"])
+    cols = cpu.im2col(x.astype(np.float64), *window)
+    g2 = g.astype(np.float64).reshape(n, o, -1).transpose(1, 0, 2).reshape(o, -1)
+    want_gw = (g2 @ cols.T).reshape(w.shape)
+    want_gx = cpu.col2im(w.reshape(o, -1).astype(np.float64).T @ g2, x.shape, *window)
+
+    got_gw = plane.weight_grad(x, g, case["w"][2:], case["stride"], case["pad"])
+    got_gx = plane.input_grad(g, w, x.shape, case["stride"], case["pad"], out=np.full(x.shape, np.nan, dtype))
+    assert got_gw.dtype == got_gx.dtype == dtype
+    np.testing.assert_allclose(got_gw, want_gw, **tolerance(dtype))
+    np.testing.assert_allclose(got_gx, want_gx, **tolerance(dtype))  # every pixel written, NaNs overwritten
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"x": (3, 1, 28, 28), "w": (6, 1, 5, 5), "stride": (1, 1), "pad": (0, 0)},  # LeNet's first layer
+        {"x": (3, 6, 12, 12), "w": (16, 6, 5, 5), "stride": (1, 1), "pad": (0, 0)},  # and its second
+        {"x": (2, 5, 9, 11), "w": (7, 5, 3, 4), "stride": (1, 1), "pad": (1, 2)},
+    ],
+    ids=["LeNet conv0", "LeNet conv1", "odd channels, 3x4 pad (1, 2)"],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plane_kernels_at_the_shapes_conv2d_gives_them(case, dtype):
+    """Planes long enough for the vectorised loops' full bodies, at LeNet's shapes."""
+    check_forward(case, "relu", True, dtype, 3)
+    check_gradient_kernels(case, dtype, 4)
+
+
+def test_plane_forward_keeps_a_nan_through_relu_and_keeps_it_inside_its_windows():
+    """A NaN pixel reaches the outputs whose windows hold it and no other (no zero weight multiplies it)."""
+    x = np.zeros((1, 1, 3, 7), np.float32)
+    x[0, 0, 1, 3] = np.nan
+    y = plane.forward(x, np.ones((3, 1, 2, 5), np.float32), None, "relu", (1, 1), (0, 0))
+    want = np.zeros((1, 3, 2, 3), bool)
+    want[0, :, :, :] = True  # every 2x5 window of a 3x7 plane holds column 3 on rows 0-1 or 1-2
+    np.testing.assert_array_equal(np.isnan(y), want)
+    x = np.zeros((1, 1, 1, 9), np.float32)
+    x[0, 0, 0, 8] = np.inf  # the last pixel: only the last window holds it
+    y = plane.forward(x, np.ones((1, 1, 1, 5), np.float32), None, None, (1, 1), (0, 0))
+    np.testing.assert_array_equal(y[0, 0, 0], [0, 0, 0, 0, np.inf])
+
+
+def test_plane_kernels_refuse_a_stride_and_buffers_or_shapes_that_do_not_fit():
+    x, w = np.zeros((2, 1, 4, 4), np.float32), np.zeros((3, 1, 2, 2), np.float32)
+    with pytest.raises(
+        ValueError, match=r"plane conv forward: the plane kernels take stride 1 only, got stride \(2, 1\)"
+    ):
+        plane.forward(x, w, None, None, (2, 1), (0, 0))
+    with pytest.raises(ValueError, match=r"plane conv forward: x \(2, 1, 4, 4\) and w \(3, 2, 2, 2\) must be"):
+        plane.forward(x, np.zeros((3, 2, 2, 2), np.float32), None, None, (1, 1), (0, 0))
+    with pytest.raises(ValueError, match="plane conv forward: out must be a C-contiguous float32 array"):
+        plane.forward(x, w, None, None, (1, 1), (0, 0), out=np.zeros((2, 3, 3, 4), np.float32)[:, :, :, :3])
+    with pytest.raises(ValueError, match=r"weight gradient: g \(2, 3, 3, 2\) is not the output of x \(2, 1, 4, 4\)"):
+        plane.weight_grad(x, np.zeros((2, 3, 3, 2), np.float32), (2, 2), (1, 1), (0, 0))
+    g = np.zeros((2, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"plane conv input gradient: out must be .* shape \(2, 1, 4, 4\)"):
+        plane.input_grad(g, w, (2, 1, 4, 4), (1, 1), (0, 0), out=np.zeros((2, 1, 4, 5), np.float32))
+    with pytest.raises(ValueError, match=r"input shape \(2, 1, 5, 4\) does not give g \(2, 3, 3, 3\)"):
+        plane.input_grad(g, w, (2, 1, 5, 4), (1, 1), (0, 0))
+
+
+# ---- Conv2D's small-plane path ---------------------------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(case=cases(), bias=st.booleans(), act=st.sampled_from(list(ACTS)), seed=SEEDS)
+def test_conv2d_plane_path_gradients_match_central_differences(case, bias, act, seed):
+    x, w, b, _ = arrays(case, seed, np.float64)
+    inputs = [x, w, b] if bias else [x, w]
+    fn = lambda x, w, b=None: ops.conv2d(x, w, b, stride=1, pad=case["pad"], act=act)  # noqa: E731
+    with conv_path("plane"):
+        f = conv_module.Conv2D((1, 1), case["pad"], act=act)
+        f(*(f64(v) for v in (x, w)))
+        assert f.path == "plane"
+        if act == "relu":  # no pre-activation within a perturbation of relu's kink
+            pre = ops.conv2d(*(f64(v) for v in inputs), stride=1, pad=case["pad"]).asnumpy()
+            if np.abs(pre).min() < 1e-4:
+                return
+        check_gradients(fn, inputs, seed=seed)
+
+
+@pytest.mark.parametrize(
+    "chunk_bytes", [1, 4_000, 1 << 30], ids=["a chunk per sample", "chunks of 2 and 1 samples", "one chunk"]
+)
+@pytest.mark.parametrize("act", [None, "relu", "sigmoid"])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_conv2d_plane_and_im2col_paths_agree_in_float32(chunk_bytes, act, input_grad, monkeypatch):
+    """The float32 results of the two paths differ only by rounding, whatever the batch chunks of backward.
+    4,000 bytes: one sample's gradient block takes 5 * 8 * 10 * 4 = 1,600, so chunks of 2 and 1 samples."""
+    monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 3, 12, 12)).astype(np.float32)
+    w = (rng.standard_normal((5, 3, 5, 5)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    results = {}
+    for path in ("im2col", "plane"):
+        with conv_path(path):
+            results[path] = conv_step(x, w, b, act, input_grad, stride=1, pad=(0, 1))
+    assert results["plane"][0].shape == (3, 5, 8, 10)
+    assert len(results["plane"]) == (4 if input_grad else 3)
+    for got, want in zip(results["plane"], results["im2col"], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_conv2d_takes_the_plane_path_only_for_stride_1_few_channels_and_small_planes(monkeypatch):
+    monkeypatch.setattr(conv_module, "USE_PLANE", True)  # whatever MINICNN_PLANE says
+    most, pixels = conv_module.PLANE_MAX_CHANNELS, conv_module.PLANE_MAX_PIXELS
+    rule = lambda c, o, kernel=(5, 5), stride=(1, 1), hw=(8, 8): conv_module.use_plane(cpu, c, o, kernel, stride, hw)  # noqa: E731
+    assert rule(1, 6, hw=(24, 24)) and rule(6, 16) and rule(most, most)
+    assert not rule(most + 1, 6) and not rule(6, most + 1)
+    assert not rule(6, 16, stride=(1, 2)) and not rule(6, 16, stride=(2, 1))
+    side = int(pixels**0.5)  # a padded plane of side x side pixels is the largest taken
+    assert rule(1, 6, (5, 5), hw=(side - 4, side - 4)) and not rule(1, 6, (5, 5), hw=(side - 3, side - 4))
+
+    class NoPlane:  # a backend without the kernels (the GPU's)
+        winograd = direct = plane_conv = None
+
+    assert not conv_module.use_plane(NoPlane, 1, 6, (5, 5), (1, 1), (24, 24))
+    assert conv_module.conv_path(cpu, 1, (5, 5), (1, 1), (0, 0), (24, 24), 6) == "plane"  # LeNet's layers
+    assert conv_module.conv_path(cpu, 6, (5, 5), (1, 1), (0, 0), (8, 8), 16) == "plane"
+    assert conv_module.conv_path(cpu, 16, (5, 5), (1, 1), (2, 2), (12, 12), 32) == "im2col"  # GoogLeNet's 5x5
+    assert conv_module.conv_path(cpu, 1, (3, 3), (1, 1), (1, 1), (224, 224), 16) == "direct"  # ÷4 VGG's first
+    assert conv_module.conv_path(NoPlane, 1, (5, 5), (1, 1), (0, 0), (24, 24), 6) == "im2col"
+
+    monkeypatch.setattr(conv_module, "USE_PLANE", False)  # MINICNN_PLANE=0
+    assert not rule(1, 6)
