@@ -5,10 +5,12 @@ the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
 --paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 input channels, the pointwise
 path for 1x1 layers on planes of >= 256 pixels, the direct kernels for windows of C*KH*KW <= 32 values with output
-rows >= 64 wide and no horizontal stride, else im2col); `im2col` forces im2col + GEMM. With both (the default),
-each layer that takes another path runs both ways, side by side: the A/B of the Winograd, pointwise and direct
-paths. GFLOP/s counts the multiply-adds of the convolution's definition (2*N*O*C*K*K*OH*OW per pass, three
-passes) on every path, so a Winograd row's rate is an effective one: it does 2.25x fewer.
+rows >= 64 wide and no horizontal stride, the small-plane kernels for stride-1 layers of at most 16 channels each
+way on planes of at most 1,024 pixels, else im2col); `im2col` forces im2col + GEMM, `plane` the small-plane kernels
+for any stride-1 layer. With `im2col,auto` (the default), each layer that takes another path runs both ways,
+side by side: the A/B of the Winograd, pointwise, direct and small-plane paths. GFLOP/s counts the multiply-adds
+of the convolution's definition (2*N*O*C*K*K*OH*OW per pass, three passes) on every path, so a Winograd row's
+rate is an effective one: it does 2.25x fewer.
 
 Each backend function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
 autograd.record and backward once untimed, then --repeats times timed; the last run is printed. The parts do not
@@ -40,6 +42,7 @@ LAYERS = {
     "vgg11.conv6": (32, 512, 14, 512, 3, 1, 1, "relu"),
     "vgg11-div4.conv2": (128, 32, 56, 64, 3, 1, 1, "relu"),
     "googlenet.b3-3x3": (128, 96, 12, 128, 3, 1, 1, "relu"),
+    "googlenet.b3-5x5": (128, 16, 12, 32, 5, 1, 2, "relu"),
     "nin.conv-last": (128, 384, 5, 10, 3, 1, 1, "relu"),
     "nin.1x1-54": (128, 96, 54, 96, 1, 1, 0, "relu"),
     "nin.1x1-26": (128, 256, 26, 256, 1, 1, 0, "relu"),
@@ -51,7 +54,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", default=",".join(LAYERS), help=f"comma-separated, from: {', '.join(LAYERS)}")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--paths", default="im2col,auto", help="comma-separated, from: im2col, auto")
+    p.add_argument("--paths", default="im2col,auto", help="comma-separated, from: im2col, auto, plane")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -81,15 +84,20 @@ def main() -> None:
         timed(cpu.winograd, name, f"wino.{name}")
     for name in ("forward", "weight_grad", "input_grad"):
         timed(cpu.direct, name, f"direct.{name}")
+        timed(cpu.plane_conv, name, f"plane.{name}")
     timed(np, "matmul", "gemm")
 
     for layer, path in ((layer, path) for layer in args.layers.split(",") for path in args.paths.split(",")):
         n, c, side, o, k, s, pad, act = LAYERS[layer]
         conv.USE_WINOGRAD = conv.USE_POINTWISE = conv.USE_DIRECT = conv.USE_PLANE = path == "auto"
+        if path == "plane":  # the small-plane kernels for any stride-1 layer, whatever its size
+            conv.USE_PLANE, conv.PLANE_MAX_CHANNELS, conv.PLANE_MAX_PIXELS = True, 10**9, 10**9
         side_out = (side + 2 * pad - k) // s + 1
         taken = conv.conv_path(cpu, c, (k, k), (s, s), (pad, pad), (side_out, side_out), o)
         if path == "auto" and taken == "im2col" and "im2col" in args.paths:
             continue  # the same path as the im2col row
+        if path == "plane" and taken != "plane":
+            continue  # a strided layer
         rng = np.random.default_rng(0)
         x = mc.array(rng.random((n, c, side, side), dtype=np.float32))
         w = mc.array(rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.05)

@@ -18,7 +18,7 @@ the same steps as plain array operations.
 
 The cols buffer is built for a chunk of the batch at a time so its size stays under IM2COL_CHUNK_BYTES, and
 rebuilt in backward rather than kept (it is the largest array of a CNN) - unless the whole batch fits in one
-chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (LeNet's case). The chunks
+chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (small layers' case). The chunks
 of one call share their work buffers (cols, the GEMM outputs): inside a network a fresh buffer per chunk can be
 new memory that pays its page faults again.
 
@@ -40,6 +40,11 @@ horizontal stride take the direct path where the backend has it (the CPU's, `bac
 would be K times the input for a GEMM with next to nothing to multiply, so numba kernels compute y, gW and gx
 straight from x and NCHW gradients, the bias and activation fused into forward; backward shares `act_grad` (in
 NCHW layout, a batch chunk at a time).
+
+Stride-1 layers with few channels on small planes (at most PLANE_MAX_CHANNELS each way, padded planes of at most
+PLANE_MAX_PIXELS: LeNet's) take the small-plane path where the backend has it (the CPU's, `backend/cpu_plane.py`):
+numba kernels convolve one sample at a time in cache, with the same interface as the direct ones, so the two paths
+share their Conv2D code.
 
 Each layer takes the same path every time (the rule reads only its shapes).
 """
