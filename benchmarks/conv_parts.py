@@ -84,6 +84,7 @@ def main() -> None:
         timed(cpu.winograd, name, f"wino.{name}")
     for name in ("forward", "weight_grad", "input_grad"):
         timed(cpu.direct, name, f"direct.{name}")
+    for name in ("forward", "backward"):
         timed(cpu.plane_conv, name, f"plane.{name}")
     timed(np, "matmul", "gemm")
 

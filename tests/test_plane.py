@@ -13,7 +13,7 @@ from test_direct import arrays, tolerance
 from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
 
 from minicnn import ops
-from minicnn.backend import cpu
+from minicnn.backend import cpu, epilogue
 from minicnn.ops import conv as conv_module
 
 SEEDS = st.integers(0, 2**32 - 1)
@@ -69,27 +69,33 @@ def _out_shape(case):
 
 
 @settings(max_examples=80, deadline=None)
-@given(case=cases(), dtype=float_dtypes, seed=SEEDS)
-def test_plane_gradient_kernels_equal_the_im2col_paths_gemm_and_col2im(case, dtype, seed):
-    """weight_grad = g2 @ cols^T and input_grad = col2im(W2^T @ g2), the im2col path's readable steps."""
-    check_gradient_kernels(case, dtype, seed)
+@given(case=cases(), act=st.sampled_from([None, "relu", "sigmoid"]), dtype=float_dtypes, seed=SEEDS)
+def test_plane_backward_equals_act_grad_and_the_im2col_paths_gemm_and_col2im(case, act, dtype, seed):
+    """With g = gy * act'(y): gb = the sum of g, gw = g2 @ cols^T and gx = col2im(W2^T @ g2), the im2col path's
+    readable steps."""
+    check_backward(case, act, dtype, seed)
 
 
-def check_gradient_kernels(case, dtype, seed):
+def check_backward(case, act, dtype, seed):
     x, w, _, rng = arrays(case, seed, dtype)
-    g = rng.standard_normal(_out_shape(case)).astype(dtype)
-    n, o = g.shape[:2]
+    y = plane.forward(x, w, None, act, case["stride"], case["pad"])
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    n, o = y.shape[:2]
     window = (case["w"][2:], case["stride"], case["pad"])
+    g = epilogue.act_grad(y.reshape(n, o, -1), gy.reshape(n, o, -1), act, np.empty((n, o, y[0, 0].size)), None)
+    g2 = g.astype(np.float64).transpose(1, 0, 2).reshape(o, -1)
     cols = cpu.im2col(x.astype(np.float64), *window)
-    g2 = g.astype(np.float64).reshape(n, o, -1).transpose(1, 0, 2).reshape(o, -1)
     want_gw = (g2 @ cols.T).reshape(w.shape)
     want_gx = cpu.col2im(w.reshape(o, -1).astype(np.float64).T @ g2, x.shape, *window)
 
-    got_gw = plane.weight_grad(x, g, case["w"][2:], case["stride"], case["pad"])
-    got_gx = plane.input_grad(g, w, x.shape, case["stride"], case["pad"], out=np.full(x.shape, np.nan, dtype))
-    assert got_gw.dtype == got_gx.dtype == dtype
+    gx = np.full(x.shape, np.nan, dtype)
+    got_gw, got_gb = plane.backward(x, y, gy, act, w, case["stride"], case["pad"], gx)
+    assert got_gw.dtype == gx.dtype == dtype
     np.testing.assert_allclose(got_gw, want_gw, **tolerance(dtype))
-    np.testing.assert_allclose(got_gx, want_gx, **tolerance(dtype))  # every pixel written, NaNs overwritten
+    np.testing.assert_allclose(got_gb, g2.sum(axis=1), **tolerance(dtype))
+    np.testing.assert_allclose(gx, want_gx, **tolerance(dtype))  # every pixel written, NaNs overwritten
+    without_gx = plane.backward(x, y, gy, act, w, case["stride"], case["pad"], None)
+    np.testing.assert_array_equal(without_gx[0], got_gw)  # the same sums, in the same order
 
 
 @pytest.mark.parametrize(
@@ -105,7 +111,7 @@ def check_gradient_kernels(case, dtype, seed):
 def test_plane_kernels_at_the_shapes_conv2d_gives_them(case, dtype):
     """Planes long enough for the vectorised loops' full bodies, at LeNet's shapes."""
     check_forward(case, "relu", True, dtype, 3)
-    check_gradient_kernels(case, dtype, 4)
+    check_backward(case, "sigmoid", dtype, 4)
 
 
 def test_plane_forward_keeps_a_nan_through_relu_and_keeps_it_inside_its_windows():
@@ -132,13 +138,13 @@ def test_plane_kernels_refuse_a_stride_and_buffers_or_shapes_that_do_not_fit():
         plane.forward(x, np.zeros((3, 2, 2, 2), np.float32), None, None, (1, 1), (0, 0))
     with pytest.raises(ValueError, match="plane conv forward: out must be a C-contiguous float32 array"):
         plane.forward(x, w, None, None, (1, 1), (0, 0), out=np.zeros((2, 3, 3, 4), np.float32)[:, :, :, :3])
-    with pytest.raises(ValueError, match=r"weight gradient: g \(2, 3, 3, 2\) is not the output of x \(2, 1, 4, 4\)"):
-        plane.weight_grad(x, np.zeros((2, 3, 3, 2), np.float32), (2, 2), (1, 1), (0, 0))
-    g = np.zeros((2, 3, 3, 3), np.float32)
-    with pytest.raises(ValueError, match=r"plane conv input gradient: out must be .* shape \(2, 1, 4, 4\)"):
-        plane.input_grad(g, w, (2, 1, 4, 4), (1, 1), (0, 0), out=np.zeros((2, 1, 4, 5), np.float32))
-    with pytest.raises(ValueError, match=r"input shape \(2, 1, 5, 4\) does not give g \(2, 3, 3, 3\)"):
-        plane.input_grad(g, w, (2, 1, 5, 4), (1, 1), (0, 0))
+    g, bad = np.zeros((2, 3, 3, 3), np.float32), np.zeros((2, 3, 3, 2), np.float32)
+    with pytest.raises(ValueError, match=r"backward: gy \(2, 3, 3, 2\) and y \(2, 3, 3, 3\) must be \(2, 3, 3, 3\)"):
+        plane.backward(x, g, bad, "relu", w, (1, 1), (0, 0), None)
+    with pytest.raises(ValueError, match=r"plane conv backward: out must be .* shape \(2, 1, 4, 4\)"):
+        plane.backward(x, g, g, None, w, (1, 1), (0, 0), np.zeros((2, 1, 4, 5), np.float32))
+    with pytest.raises(ValueError, match=r"plane conv backward: the plane kernels take stride 1 only"):
+        plane.backward(x, g, g, None, w, (1, 2), (0, 0), None)
 
 
 # ---- Conv2D's small-plane path ---------------------------------------------------------------------------

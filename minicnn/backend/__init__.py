@@ -5,7 +5,7 @@ A backend module provides `name`, `xp` (its array module) and the same functions
 axpy_, dropout_mask, asarray, to_numpy, synchronize`, and `winograd`: a module with the Winograd F(2x2, 3x3)
 tile transforms (`input_transform, output_bias_act, output_transform_grad, input_transform_grad`), or None, and
 `direct`: a module with the direct convolution of thin layers (`forward, weight_grad, input_grad`), or None, and
-`plane_conv`: one with the same functions for small planes with few channels, or None.
+`plane_conv`: one with the direct convolution of small planes with few channels (`forward, backward`), or None.
 Ops never test the device: they call `of(array)` and use what it returns.
 """
 

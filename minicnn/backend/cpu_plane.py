@@ -10,17 +10,19 @@ q + i*WP + j for tap (i, j), so one tap over a whole output plane is a single co
 
 (WP = W + 2*PW). The WP - OW columns of each output row past OW are computed and thrown away; in exchange every
 loop is long and unit-stride, so LLVM vectorises it. Per iteration of the loops, two output channels and up to
-three taps of a window row (forward) or three output channels (input_grad) share their loads.
+three taps of a window row (forward) or three output channels (the input gradient) share their loads.
 
-    forward       y = act(b + sum over (c, i, j) of w[o, c, i, j] * xpad shifted by (i, j))
-    weight_grad   gw[o, c, i, j] = sum over n and q of g[n, o, q] * xpad[n, c, q + i*WP + j]
-                  (g laid out in the same pitch, zeros in the thrown-away columns)
-    input_grad    gxpad[n, c, q + i*WP + j] += w[o, c, i, j] * g[n, o, q]   (the adjoint of forward; the border
-                  of gxpad, the padding, is dropped)
+    forward    y = act(b + sum over (c, i, j) of w[o, c, i, j] * xpad shifted by (i, j))
+    backward   g = gy * act'(y), laid out in the same pitch (zeros in the thrown-away columns), then
+               gb[o] = sum of g[n, o, q] over n and q
+               gw[o, c, i, j] = sum over n and q of g[n, o, q] * xpad[n, c, q + i*WP + j]
+               gxpad[n, c, q + i*WP + j] += w[o, c, i, j] * g[n, o, q]   (the adjoint of forward; the border of
+               gxpad, the padding, is dropped)
+    all in one pass over the samples: g is never stored for the whole batch.
 
-Their readable counterpart is the im2col path (`cpu.im2col` + a GEMM), which the tests compare them with.
-Each parallel iteration owns its samples' outputs (forward) or one block's partial sums (weight_grad, a fixed
-number of blocks added up in order): the results do not depend on the thread count.
+Their readable counterpart is the im2col path (`cpu.im2col` + a GEMM + `epilogue.act_grad`), which the tests
+compare them with. Each parallel iteration owns its samples' outputs (forward, gx) and one block's partial sums
+(gw, gb: a fixed number of blocks added up in order): the results do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ from numba import njit, prange
 
 from .cpu import _ACT_CODE, _output, sigmoid_after
 from .shapes import out_size
+
+
+@njit(inline="always")
+def _run_and_plane(oh, ow, hp, wp):
+    """(run, plane): the run length the loops take, (OH - 1)*WP + OW rounded up to a multiple of 32, and the length
+    of a padded plane's buffer, HP*WP plus room for the rounding and for two taps past the window (_weight_grad's
+    last group of three). LLVM's vector loops take 32 floats a pass and finish a run's last 1-31 one at a time:
+    on LeNet's 92-pixel runs that tail was a third of the work; the extra outputs are thrown away with the rest."""
+    exact = (oh - 1) * wp + ow
+    run = (exact + 31) // 32 * 32
+    return run, hp * wp + run - exact + 2
 
 
 @njit(inline="always")
@@ -79,11 +92,11 @@ def _forward(x, wr, b, act, ph, pw, y):
     o_, kh, kw = y.shape[1], wr.shape[2], wr.shape[4]
     oh, ow = y.shape[2], y.shape[3]
     wp = w_ + 2 * pw
-    run = (oh - 1) * wp + ow
+    run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp)
     pairs = wr.shape[0]
     blocks = min(n_, 64)
     for blk in prange(blocks):
-        buf = np.zeros((c_, (h_ + 2 * ph) * wp), dtype=y.dtype)
+        buf = np.zeros((c_, plane), dtype=y.dtype)
         acc = np.empty((2, run), dtype=y.dtype)
         for n in range(blk * n_ // blocks, (blk + 1) * n_ // blocks):
             _pad_into(x[n], ph, pw, buf)
@@ -118,7 +131,7 @@ def _forward(x, wr, b, act, ph, pw, y):
                             dst[:] = src
 
 
-# _weight_grad's fixed number of blocks of samples, each with its own partial sums (float64), added up in order
+# _backward's fixed number of blocks of samples, each with its own partial sums (float64), added up in order
 _BLOCKS = 16
 
 
@@ -136,73 +149,70 @@ def _dots3(ga, gb, s0, s1, s2):
     return a0, a1, a2, b0, b1, b2
 
 
+@njit(inline="always")
+def _act_grad_into(y, gy, act, wp, gp):
+    # gp[o] in the padded pitch = gy * act'(y) for one sample (act 0: none, 1: relu, 2: sigmoid), the extra columns
+    # left at 0; returns nothing, the bias gradient is summed from gp by the caller
+    o_, oh, ow = y.shape
+    one = gp.dtype.type(1)
+    for o in range(o_):
+        for oy in range(oh):
+            dst, yr, gr = gp[o, oy * wp : oy * wp + ow], y[o, oy], gy[o, oy]
+            for q in range(ow):
+                if act == 1:
+                    dst[q] = gr[q] * (one if yr[q] > 0 else 0)
+                elif act == 2:
+                    dst[q] = (one - yr[q]) * yr[q] * gr[q]
+                else:
+                    dst[q] = gr[q]
+
+
 # fastmath 'reassoc' only: it lets LLVM split each dot product over vector lanes (a fixed order for this compiled
 # code, so still deterministic); without it a float sum runs one element at a time.
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _weight_grad(x, g, ph, pw, gw):
+def _backward(x, y, gy, act, wt, ph, pw, want_gx, gx, part, gb_part):
+    # One parallel iteration per block of samples. For each sample: the activation's gradient g, laid out in the
+    # padded pitch (gp); the bias gradient and the weight gradient into the block's partial sums (dot products of
+    # g with the tap runs of the padded input); and, when want_gx, the input gradient as the adjoint of _forward,
+    # a scatter: each tap adds w * g back onto the run of padded input pixels it read, for two input channels and
+    # up to three output channels per pass, in (c, i, j, o) order. The padded plane's border collects what fell
+    # into the padding and is dropped. wt: the weights as (pairs, KH, KW, 2, O), see _pairs.
     n_, c_, h_, w_ = x.shape
-    o_, _, kh, kw = gw.shape
-    oh, ow = g.shape[2], g.shape[3]
+    o_, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
+    kh, kw = wt.shape[1], wt.shape[2]
     wp = w_ + 2 * pw
-    run = (oh - 1) * wp + ow
-    pairs = (o_ + 1) // 2
+    run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp)
+    pairs, in_pairs = (o_ + 1) // 2, wt.shape[0]
     groups = (kw + 2) // 3
-    blocks = min(n_, _BLOCKS)
-    part = np.zeros((blocks, 2 * pairs, c_, kh, 3 * groups), dtype=np.float64)
+    blocks = part.shape[0]
     for blk in prange(blocks):
-        # two spare zeros after the plane: the last group of three taps may run past KW (its sums are dropped)
-        buf = np.zeros((c_, (h_ + 2 * ph) * wp + 2), dtype=g.dtype)
-        gp = np.zeros((2 * pairs, run), dtype=g.dtype)  # g in the padded pitch; the extra columns stay 0
+        xp = np.zeros((c_, plane), dtype=gy.dtype)  # the last group of three taps may run past KW: dropped
+        gp = np.zeros((2 * pairs, run), dtype=gy.dtype)  # an odd last channel's partner stays 0
+        gxp = np.empty((2 * in_pairs, plane), dtype=gy.dtype)
         for n in range(blk * n_ // blocks, (blk + 1) * n_ // blocks):
-            _pad_into(x[n], ph, pw, buf)
+            _pad_into(x[n], ph, pw, xp)
+            _act_grad_into(y[n], gy[n], act, wp, gp)
             for o in range(o_):
-                for oy in range(oh):
-                    gp[o, oy * wp : oy * wp + ow] = g[n, o, oy]
+                total = 0.0
+                for q in range(run):
+                    total += gp[o, q]
+                gb_part[blk, o] += total
             for pr in range(pairs):
                 for c in range(c_):
                     for i in range(kh):
                         for jg in range(groups):
                             at = i * wp + 3 * jg
-                            sums = _dots3(gp[2 * pr], gp[2 * pr + 1], buf[c, at:], buf[c, at + 1 :], buf[c, at + 2 :])
+                            sums = _dots3(gp[2 * pr], gp[2 * pr + 1], xp[c, at:], xp[c, at + 1 :], xp[c, at + 2 :])
                             for k in range(6):
                                 part[blk, 2 * pr + k // 3, c, i, 3 * jg + k % 3] += sums[k]
-    for o in range(o_):
-        for c in range(c_):
-            for i in range(kh):
-                for j in range(kw):
-                    total = 0.0
-                    for blk in range(blocks):
-                        total += part[blk, o, c, i, j]
-                    gw[o, c, i, j] = total
-
-
-@njit(parallel=True, cache=True)
-def _input_grad(g, wt, ph, pw, gx):
-    # The adjoint of _forward as a scatter: each tap (i, j) adds w * g back onto the run of padded input pixels it
-    # read, for two input channels and up to three output channels' gradient planes per pass. One parallel
-    # iteration per block of samples, so no two iterations write the same pixel; every sum runs in (c, i, j, o)
-    # order. The padded plane's border collects the contributions that fell into the padding and is dropped.
-    # wt: the weights as (pairs, KH, KW, 2, O), see _pairs
-    n_, c_, h_, w_ = gx.shape
-    o_, kh, kw = g.shape[1], wt.shape[1], wt.shape[2]
-    oh, ow = g.shape[2], g.shape[3]
-    wp = w_ + 2 * pw
-    run = (oh - 1) * wp + ow
-    pairs = wt.shape[0]
-    blocks = min(n_, 64)
-    for blk in prange(blocks):
-        gp = np.zeros((o_, run), dtype=g.dtype)  # g in the padded pitch; the extra columns stay 0
-        buf = np.empty((2 * pairs, (h_ + 2 * ph) * wp), dtype=g.dtype)
-        for n in range(blk * n_ // blocks, (blk + 1) * n_ // blocks):
-            for o in range(o_):
-                for oy in range(oh):
-                    gp[o, oy * wp : oy * wp + ow] = g[n, o, oy]
-            buf[:, :] = 0
-            for pr in range(pairs):
+            if not want_gx:
+                continue
+            gxp[:, :] = 0
+            for pr in range(in_pairs):
                 for i in range(kh):
                     for j in range(kw):
                         at = i * wp + j
-                        d0, d1 = buf[2 * pr, at : at + run], buf[2 * pr + 1, at : at + run]
+                        d0, d1 = gxp[2 * pr, at : at + run], gxp[2 * pr + 1, at : at + run]
                         wa, wb = wt[pr, i, j, 0], wt[pr, i, j, 1]
                         for o in range(0, o_ - 2, 3):
                             _taps3(d0, d1, wa[o:], wb[o:], gp[o], gp[o + 1], gp[o + 2])
@@ -214,7 +224,7 @@ def _input_grad(g, wt, ph, pw, gx):
             for c in range(c_):
                 for r in range(h_):
                     at = (r + ph) * wp + pw
-                    gx[n, c, r] = buf[c, at : at + w_]
+                    gx[n, c, r] = gxp[c, at : at + w_]
 
 
 def _pairs(w: np.ndarray, axis: int, dtype) -> np.ndarray:
@@ -255,24 +265,26 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str | None,
     return y
 
 
-def weight_grad(x: np.ndarray, g: np.ndarray, kernel, stride, pad) -> np.ndarray:
-    """x: (N, C, H, W), g: (N, O, OH, OW), the pre-activation gradient -> gw: (O, C, KH, KW)."""
-    (n, c, h, w_), (kh, kw), (ph, pw) = x.shape, kernel, pad
-    _check_window(stride, "plane conv weight gradient")
-    if g.ndim != 4 or g.shape[0] != n or g.shape[2:] != (out_size(h, kh, 1, ph), out_size(w_, kw, 1, pw)):
-        raise ValueError(f"plane conv weight gradient: g {g.shape} is not the output of x {x.shape} with {kernel}")
-    gw = np.empty((g.shape[1], c, kh, kw), dtype=g.dtype)
-    _weight_grad(np.ascontiguousarray(x, dtype=g.dtype), np.ascontiguousarray(g), ph, pw, gw)
-    return gw
-
-
-def input_grad(g: np.ndarray, w: np.ndarray, x_shape, stride, pad, out: np.ndarray | None = None) -> np.ndarray:
-    """g: (N, O, OH, OW), w: (O, C, KH, KW) -> gx: x_shape = (N, C, H, W), into `out` when given."""
-    (n, _, oh, ow), (_, c, kh, kw), (ph, pw) = g.shape, w.shape, pad
-    _check_window(stride, "plane conv input gradient")
-    x_shape = tuple(x_shape)
-    if x_shape[:2] != (n, c) or (out_size(x_shape[2], kh, 1, ph), out_size(x_shape[3], kw, 1, pw)) != (oh, ow):
-        raise ValueError(f"plane conv input gradient: input shape {x_shape} does not give g {g.shape} with w {w.shape}")
-    gx = _output(out, x_shape, g.dtype, "plane conv input gradient")
-    _input_grad(np.ascontiguousarray(g), _pairs(w, 1, g.dtype), ph, pw, gx)
-    return gx
+def backward(
+    x: np.ndarray, y: np.ndarray, gy: np.ndarray, act: str | None, w: np.ndarray, stride, pad, gx: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's backward in one pass: x (N, C, H, W), its output y and head gradient gy (N, O, OH, OW), act None,
+    'relu' or 'sigmoid' (y is only read for them), w (O, C, KH, KW) -> (gw (O, C, KH, KW), gb (O,)), and the input
+    gradient written into gx (N, C, H, W) when it is given. With g = gy * act'(y):
+        gb[o] = sum of g[:, o];   gw = the dot products of g with the tap runs of x;   gx = the adjoint of forward."""
+    _check_window(stride, "plane conv backward")
+    _check_channels(x, w, "plane conv backward")
+    (n, c, h, wd), (o, _, kh, kw), (ph, pw) = x.shape, w.shape, pad
+    out_shape = (n, o, out_size(h, kh, 1, ph), out_size(wd, kw, 1, pw))
+    if gy.shape != out_shape or y.shape != out_shape:
+        raise ValueError(f"plane conv backward: gy {gy.shape} and y {y.shape} must be {out_shape}, x's output")
+    dtype = x.dtype  # the layer's: a head gradient may come in another float type
+    blocks = min(n, _BLOCKS)
+    part = np.zeros((blocks, (o + 1) // 2 * 2, c, kh, (kw + 2) // 3 * 3), dtype=np.float64)
+    gb_part = np.zeros((blocks, o), dtype=np.float64)
+    want_gx = gx is not None
+    gx = _output(gx, x.shape, dtype, "plane conv backward") if want_gx else np.empty((0, c, h, wd), dtype)
+    args = (np.ascontiguousarray(a, dtype=dtype) for a in (x, y, gy))
+    _backward(*args, _ACT_CODE[act], _pairs(w, 1, dtype), ph, pw, want_gx, gx, part, gb_part)
+    gw = part.sum(axis=0)[:o, :, :, :kw].astype(dtype)  # blocks added in order; the dropped taps cut off
+    return gw, gb_part.sum(axis=0)

@@ -43,8 +43,8 @@ NCHW layout, a batch chunk at a time).
 
 Stride-1 layers with few channels on small planes (at most PLANE_MAX_CHANNELS each way, padded planes of at most
 PLANE_MAX_PIXELS: LeNet's) take the small-plane path where the backend has it (the CPU's, `backend/cpu_plane.py`):
-numba kernels convolve one sample at a time in cache, with the same interface as the direct ones, so the two paths
-share their Conv2D code.
+numba kernels convolve one sample at a time in cache; backward is one kernel (the activation's gradient, gb, gW
+and gx sample by sample), so the gradient g is never laid out for the whole batch.
 
 Each layer takes the same path every time (the rule reads only its shapes).
 """
@@ -280,8 +280,8 @@ class Conv2D(Function):
         be.bias_act(y, b, self.act, out=y)
 
     def _forward_direct(self, be, x, w, b, y, kernels=None):
-        """y = act(conv(x, w) + b) by the backend's direct kernel (or the small-plane one), straight into NCHW.
-        Keeps nothing."""
+        """y = act(conv(x, w) + b) by the backend's direct kernel (or the small-plane one, `kernels`), straight
+        into NCHW. Keeps nothing."""
         kernels = kernels or be.direct
         kernels.forward(x, w, b, self.act, self.stride, self.pad, out=y.reshape(*y.shape[:2], *self.out_hw))
 
@@ -344,20 +344,26 @@ class Conv2D(Function):
         return gw2.reshape(self.w.shape)
 
     def _backward_plane(self, be, gy, gb, gx):
-        return self._backward_direct(be, gy, gb, gx, be.plane_conv)
+        """The small-plane kernels' one pass: the activation's gradient, gb, gW and gx sample by sample."""
+        y = gy if self.act is None else self.y
+        shape = (gy.shape[0], gy.shape[1], *self.out_hw)
+        gw, gbias = be.plane_conv.backward(
+            self.x, y.reshape(shape), gy.reshape(shape), self.act, self.w, self.stride, self.pad, gx
+        )
+        if gb is not None:
+            gb += gbias.astype(gb.dtype)
+        return gw
 
-    def _backward_direct(self, be, gy, gb, gx, kernels=None):
-        """g = gy * act'(y) in NCHW a batch chunk at a time (the chunking keeps g small), then the direct kernels
-        (or the small-plane ones: the same interface)."""
-        kernels = kernels or be.direct
+    def _backward_direct(self, be, gy, gb, gx):
+        """g = gy * act'(y) in NCHW a batch chunk at a time (the chunking keeps g small), then the direct kernels."""
         x, (n, o, p) = self.x, gy.shape
         gw = be.xp.zeros_like(self.w)
         scratch = _Scratch(be.xp, x.dtype)
         for s in _chunks(n, o * p * x.dtype.itemsize):
             g = self._grad_chunk(be, gy, s, scratch, gb, nchw=True).reshape(s.stop - s.start, o, *self.out_hw)
-            gw += kernels.weight_grad(x[s], g, self.kernel, self.stride, self.pad)
+            gw += be.direct.weight_grad(x[s], g, self.kernel, self.stride, self.pad)
             if gx is not None:
-                kernels.input_grad(g, self.w, gx[s].shape, self.stride, self.pad, out=gx[s])
+                be.direct.input_grad(g, self.w, gx[s].shape, self.stride, self.pad, out=gx[s])
         return gw
 
     def _backward_winograd(self, be, gy, gb, gx):
