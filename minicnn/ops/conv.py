@@ -119,8 +119,10 @@ def use_direct(be, c: int, kernel, stride, out_hw) -> bool:
 # The direct convolution of small planes (backend/cpu_plane.py, where the backend has it) for stride-1 layers with at
 # most PLANE_MAX_CHANNELS input and output channels on padded planes of at most PLANE_MAX_PIXELS pixels (LeNet's two
 # layers): there im2col copies hundreds of thousands of 8- to 24-pixel runs per step and the GEMMs have 6 or 16 rows,
-# so the kernels run each sample's convolution in cache instead. With more output channels the GEMM's register
-# blocking wins again (GoogLeNet's 16 -> 32 5x5 layer on 12x12: about even, benchmarks/conv_parts.py).
+# so the kernels run each sample's convolution in cache instead. With many output channels the GEMM's register
+# blocking wins again (benchmarks/conv_parts.py, forward + backward: GoogLeNet's 32 -> 128 5x5 layer on 6x6 2.2x
+# and its 48 -> 128 one on 3x3 5.7x slower on the plane kernels; its 16 -> 32 one on 12x12 2.4x faster, but kept
+# on im2col until a rule that tells these apart is measured).
 # MINICNN_PLANE=0 in the environment turns it off.
 USE_PLANE = os.environ.get("MINICNN_PLANE", "1") != "0"
 PLANE_MAX_CHANNELS = 16
