@@ -3,13 +3,13 @@ the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
     ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2] [--paths im2col,auto]
 
---paths: `auto` is what Conv2D picks (Winograd for 3x3 stride-1 layers with >= 16 input channels, the pointwise
-path for 1x1 layers on planes of >= 256 pixels, the direct kernels for windows of C*KH*KW <= 32 values with output
-rows >= 64 wide and no horizontal stride, the small-plane kernels for stride-1 layers of at most 16 channels each
-way on planes of at most 1,024 pixels, else im2col); `im2col` forces im2col + GEMM, `plane` the small-plane kernels
-for any stride-1 layer. With `im2col,auto` (the default), each layer that takes another path runs both ways,
-side by side: the A/B of the Winograd, pointwise, direct and small-plane paths. GFLOP/s counts the multiply-adds
-of the convolution's definition (2*N*O*C*K*K*OH*OW per pass, three passes) on every path, so a Winograd row's
+--paths: `auto` is what Conv2D picks (ops/conv.py, conv_path: the pointwise path for 1x1 layers on planes of >= 256
+pixels, the small-plane kernels for stride-1 layers with few channels on small planes or thin layers on large ones,
+Winograd for 3x3 stride-1 layers with >= 16 input channels, the direct kernels for windows of C*KH*KW <= 32 values
+with output rows >= 64 wide and no horizontal stride, else im2col); `im2col` forces im2col + GEMM, `plane` the
+small-plane kernels for any stride-1 layer. With `im2col,auto` (the default), each layer that takes another path
+runs both ways, side by side: the A/B of the other paths. GFLOP/s counts the multiply-adds of the convolution's
+definition (2*N*O*C*K*K*OH*OW per pass, three passes) on every path, so a Winograd row's
 rate is an effective one: it does 2.25x fewer.
 
 Each backend function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
@@ -97,7 +97,7 @@ def main() -> None:
         n, c, side, o, k, s, pad, act = LAYERS[layer]
         conv.USE_WINOGRAD = conv.USE_POINTWISE = conv.USE_DIRECT = conv.USE_PLANE = path == "auto"
         if path == "plane":  # the small-plane kernels for any stride-1 layer, whatever its size
-            conv.USE_PLANE, conv.PLANE_MAX_CHANNELS, conv.PLANE_MAX_PIXELS = True, 10**9, 10**9
+            conv.USE_PLANE, conv.PLANE_SMALL_CHANNELS, conv.PLANE_SMALL_PIXELS = True, 10**9, 10**9
         side_out = (side + 2 * pad - k) // s + 1
         taken = conv.conv_path(cpu, c, (k, k), (s, s), (pad, pad), (side_out, side_out), o)
         if path == "auto" and taken == "im2col" and "im2col" in args.paths:

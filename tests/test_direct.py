@@ -23,7 +23,9 @@ def conv_path(path: str):
     """Make Conv2D take (or not take) the direct path for every layer with no horizontal stride, whatever its
     window and width (and no 1x1 layer the pointwise path)."""
     if path == "direct":
-        return conv_settings(USE_DIRECT=True, DIRECT_MAX_K=10**9, DIRECT_MIN_WIDTH=1, USE_POINTWISE=False)
+        return conv_settings(
+            USE_DIRECT=True, DIRECT_MAX_K=10**9, DIRECT_MIN_WIDTH=1, USE_POINTWISE=False, USE_PLANE=False
+        )
     return conv_settings(USE_DIRECT=False, USE_PLANE=False)
 
 
@@ -189,10 +191,11 @@ def test_conv2d_takes_the_direct_path_only_for_small_windows_wide_outputs_and_no
         plane_conv = None
 
     assert not conv_module.use_direct(NoDirect, 1, (3, 3), (1, 1), wide)
-    assert conv_module.conv_path(cpu, 1, (3, 3), (1, 1), (1, 1), (224, 224), 64) == "direct"  # VGG's first layer
+    assert conv_module.conv_path(cpu, 1, (3, 3), (2, 1), (1, 1), (112, 224), 64) == "direct"  # a vertical stride
+    assert conv_module.conv_path(cpu, 1, (3, 3), (1, 1), (1, 1), (224, 224), 64) == "plane"  # VGG's first layer
     assert conv_module.conv_path(cpu, 1, (5, 5), (1, 1), (0, 0), (24, 24), 6) == "plane"  # LeNet's
-    assert conv_module.conv_path(cpu, 16, (3, 3), (1, 1), (1, 1), (112, 112), 16) == "winograd"
-    assert conv_module.conv_path(NoDirect, 1, (3, 3), (1, 1), (1, 1), (224, 224), 64) == "im2col"
+    assert conv_module.conv_path(cpu, 16, (3, 3), (1, 1), (1, 1), (112, 112), 128) == "winograd"
+    assert conv_module.conv_path(NoDirect, 1, (3, 3), (2, 1), (1, 1), (112, 224), 64) == "im2col"
 
     monkeypatch.setattr(conv_module, "USE_DIRECT", False)  # MINICNN_DIRECT=0
     assert not rule(1, (3, 3))

@@ -24,9 +24,7 @@ def conv_path(path: str):
     """Make Conv2D take (or not take) the small-plane path for every stride-1 layer, whatever its size (and no
     1x1 layer the pointwise path, no thin one the direct path)."""
     if path == "plane":
-        return conv_settings(
-            USE_PLANE=True, PLANE_MAX_CHANNELS=10**9, PLANE_MAX_PIXELS=10**9, USE_POINTWISE=False, USE_DIRECT=False
-        )
+        return conv_settings(USE_PLANE=True, PLANE_SMALL_CHANNELS=10**9, PLANE_SMALL_PIXELS=10**9, USE_POINTWISE=False)
     return conv_settings(USE_PLANE=False)
 
 
@@ -188,25 +186,32 @@ def test_conv2d_plane_and_im2col_paths_agree_in_float32(chunk_bytes, act, input_
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def test_conv2d_takes_the_plane_path_only_for_stride_1_few_channels_and_small_planes(monkeypatch):
+def test_conv2d_takes_the_plane_path_for_few_channels_on_small_planes_and_thin_layers_on_large_ones(monkeypatch):
     monkeypatch.setattr(conv_module, "USE_PLANE", True)  # whatever MINICNN_PLANE says
-    most, pixels = conv_module.PLANE_MAX_CHANNELS, conv_module.PLANE_MAX_PIXELS
+    few, pixels = conv_module.PLANE_SMALL_CHANNELS, conv_module.PLANE_SMALL_PIXELS
+    thin, large = conv_module.PLANE_THIN_CHANNELS, conv_module.PLANE_THIN_PIXELS
     rule = lambda c, o, kernel=(5, 5), stride=(1, 1), hw=(8, 8): conv_module.use_plane(cpu, c, o, kernel, stride, hw)  # noqa: E731
-    assert rule(1, 6, hw=(24, 24)) and rule(6, 16) and rule(most, most)
-    assert not rule(most + 1, 6) and not rule(6, most + 1)
+    assert rule(1, 6, hw=(24, 24)) and rule(6, 16) and rule(few, few)
+    assert not rule(few + 1, 6) and not rule(6, few + 1)
     assert not rule(6, 16, stride=(1, 2)) and not rule(6, 16, stride=(2, 1))
-    side = int(pixels**0.5)  # a padded plane of side x side pixels is the largest taken
+    side = int(pixels**0.5)  # a padded plane of side x side pixels is the largest small one
     assert rule(1, 6, (5, 5), hw=(side - 4, side - 4)) and not rule(1, 6, (5, 5), hw=(side - 3, side - 4))
+    big = (large // 56, 56)  # the smallest large output
+    assert rule(thin, thin, (3, 3), hw=big) and rule(1, thin, (3, 3), hw=(224, 224))
+    assert not rule(thin + 1, 8, (3, 3), hw=big) and not rule(8, thin + 1, (3, 3), hw=big)
+    assert not rule(thin, thin, (3, 3), hw=(big[0] - 1, 56)) and not rule(thin, thin, (3, 3), (1, 2), big)
 
     class NoPlane:  # a backend without the kernels (the GPU's)
         winograd = direct = plane_conv = None
 
     assert not conv_module.use_plane(NoPlane, 1, 6, (5, 5), (1, 1), (24, 24))
-    assert conv_module.conv_path(cpu, 1, (5, 5), (1, 1), (0, 0), (24, 24), 6) == "plane"  # LeNet's layers
-    assert conv_module.conv_path(cpu, 6, (5, 5), (1, 1), (0, 0), (8, 8), 16) == "plane"
-    assert conv_module.conv_path(cpu, 16, (5, 5), (1, 1), (2, 2), (12, 12), 32) == "im2col"  # GoogLeNet's 5x5
-    assert conv_module.conv_path(cpu, 1, (3, 3), (1, 1), (1, 1), (224, 224), 16) == "direct"  # ÷4 VGG's first
-    assert conv_module.conv_path(NoPlane, 1, (5, 5), (1, 1), (0, 0), (24, 24), 6) == "im2col"
+    path = lambda be, c, o, k, pad, hw: conv_module.conv_path(be, c, (k, k), (1, 1), (pad, pad), hw, o)  # noqa: E731
+    assert path(cpu, 1, 6, 5, 0, (24, 24)) == path(cpu, 6, 16, 5, 0, (8, 8)) == "plane"  # LeNet's layers
+    assert path(cpu, 1, 16, 3, 1, (224, 224)) == path(cpu, 16, 32, 3, 1, (112, 112)) == "plane"  # ÷4 VGG's
+    assert path(cpu, 32, 64, 3, 1, (56, 56)) == path(cpu, 64, 64, 3, 1, (56, 56)) == "plane"
+    assert path(cpu, 64, 128, 3, 1, (28, 28)) == "winograd" and path(cpu, 16, 32, 5, 2, (12, 12)) == "im2col"
+    assert path(cpu, 64, 64, 1, 0, (56, 56)) == "pointwise"  # a 1x1 layer on a large plane is a GEMM
+    assert path(NoPlane, 1, 6, 5, 0, (24, 24)) == "im2col"
 
     monkeypatch.setattr(conv_module, "USE_PLANE", False)  # MINICNN_PLANE=0
     assert not rule(1, 6)

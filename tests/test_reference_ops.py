@@ -151,10 +151,11 @@ def test_conv2d_output_and_gradients_match_mxnet(case, seed, out_channels, use_b
     if path == "direct":
         case = dataclasses.replace(case, stride=(case.stride[0], 1))
         settings_ = {"USE_DIRECT": True, "DIRECT_MAX_K": 10**9, "DIRECT_MIN_WIDTH": 1, "USE_POINTWISE": False}
+        settings_.update(USE_PLANE=False)
     elif path == "plane":
         case = dataclasses.replace(case, stride=(1, 1))
-        settings_ = {"USE_PLANE": True, "PLANE_MAX_CHANNELS": 10**9, "PLANE_MAX_PIXELS": 10**9}
-        settings_.update(USE_DIRECT=False, USE_POINTWISE=False)
+        settings_ = {"USE_PLANE": True, "PLANE_SMALL_CHANNELS": 10**9, "PLANE_SMALL_PIXELS": 10**9}
+        settings_.update(USE_POINTWISE=False)
     else:
         settings_ = {"USE_DIRECT": False, "USE_POINTWISE": False, "USE_PLANE": False}
     with conv_settings(**settings_):

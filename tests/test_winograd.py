@@ -174,7 +174,7 @@ def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough
 
     x = mc.array(np.zeros((1, k, 5, 5), dtype=np.float32))
     f = conv_module.Conv2D(pad=(1, 1))
-    f(x, mc.array(np.zeros((k, k, 3, 3), dtype=np.float32)))
+    f(x, mc.array(np.zeros((4 * k, k, 3, 3), dtype=np.float32)))  # too many channels for the small-plane path
     assert f.path == "winograd"
 
     monkeypatch.setattr(conv_module, "USE_WINOGRAD", False)  # MINICNN_WINOGRAD=0

@@ -41,8 +41,8 @@ would be K times the input for a GEMM with next to nothing to multiply, so numba
 straight from x and NCHW gradients, the bias and activation fused into forward; backward shares `act_grad` (in
 NCHW layout, a batch chunk at a time).
 
-Stride-1 layers with few channels on small planes (at most PLANE_MAX_CHANNELS each way, padded planes of at most
-PLANE_MAX_PIXELS: LeNet's) take the small-plane path where the backend has it (the CPU's, `backend/cpu_plane.py`):
+Stride-1 layers with few channels on small planes (LeNet's) or thin layers on large planes (VGG's first ones) take
+the small-plane path where the backend has it (the CPU's, `backend/cpu_plane.py`; the rule is at use_plane):
 numba kernels convolve one sample at a time in cache; backward is one kernel (the activation's gradient, gb, gW
 and gx sample by sample), so the gradient g is never laid out for the whole batch.
 
@@ -116,29 +116,31 @@ def use_direct(be, c: int, kernel, stride, out_hw) -> bool:
     )
 
 
-# The direct convolution of small planes (backend/cpu_plane.py, where the backend has it) for stride-1 layers with at
-# most PLANE_MAX_CHANNELS input and output channels on padded planes of at most PLANE_MAX_PIXELS pixels (LeNet's two
-# layers): there im2col copies hundreds of thousands of 8- to 24-pixel runs per step and the GEMMs have 6 or 16 rows,
-# so the kernels run each sample's convolution in cache instead. With many output channels the GEMM's register
-# blocking wins again (benchmarks/conv_parts.py, forward + backward: GoogLeNet's 32 -> 128 5x5 layer on 6x6 2.2x
-# and its 48 -> 128 one on 3x3 5.7x slower on the plane kernels; its 16 -> 32 one on 12x12 2.4x faster, but kept
-# on im2col until a rule that tells these apart is measured).
-# MINICNN_PLANE=0 in the environment turns it off.
+# The direct convolution of small planes (backend/cpu_plane.py, where the backend has it), for stride-1 layers of
+# two kinds, where BLAS has little to work with and the kernels, which convolve one sample at a time in its padded
+# row pitch, run at a steady rate whatever the channel counts:
+# - few channels on small planes (at most PLANE_SMALL_CHANNELS each way, padded planes of at most
+#   PLANE_SMALL_PIXELS: LeNet's two layers): im2col copies hundreds of thousands of 8- to 24-pixel runs per step
+#   and the GEMMs have 6 or 16 rows;
+# - thin layers on large planes (at most PLANE_THIN_CHANNELS each way, outputs of at least PLANE_THIN_PIXELS:
+#   VGG's first layers): im2col's or Winograd's GEMMs get K = C*9 or C rows and are bound by memory.
+# Forward + backward against what Conv2D took before (ops/conv.py's paths forced, batch 32 unless said; the numbers
+# come from the A/B commands in benchmarks/RESULTS.md): the ÷4 VGG's 16 -> 32 layer on 112x112 213 ms against 509
+# on Winograd, its 32 -> 64 and 64 -> 64 on 56x56 179 / 297 and 316 / 399, VGG's first layers (1 -> 16 and, at
+# batch 8, 1 -> 64 on 224x224) 80-114 / 174-181 and 118-132 / 204-206 on the direct kernels. They lose with more
+# channels or smaller planes: 64 -> 128 on 28x28 198 / 138, 64 -> 64 on 28x28 111 / 103, GoogLeNet's 16 -> 32 5x5
+# layer on 12x12 21 / 14. MINICNN_PLANE=0 in the environment turns the path off.
 USE_PLANE = os.environ.get("MINICNN_PLANE", "1") != "0"
-PLANE_MAX_CHANNELS = 16
-PLANE_MAX_PIXELS = 1024
+PLANE_SMALL_CHANNELS, PLANE_SMALL_PIXELS = 16, 1024
+PLANE_THIN_CHANNELS, PLANE_THIN_PIXELS = 64, 56 * 56
 
 
 def use_plane(be, c: int, o: int, kernel, stride, out_hw) -> bool:
     """Whether Conv2D takes the small-plane path (shapes only, like use_winograd)."""
     padded = (out_hw[0] + kernel[0] - 1) * (out_hw[1] + kernel[1] - 1)  # stride 1: the padded input plane
-    return (
-        USE_PLANE
-        and getattr(be, "plane_conv", None) is not None
-        and tuple(stride) == (1, 1)
-        and max(c, o) <= PLANE_MAX_CHANNELS
-        and padded <= PLANE_MAX_PIXELS
-    )
+    small = max(c, o) <= PLANE_SMALL_CHANNELS and padded <= PLANE_SMALL_PIXELS
+    thin = max(c, o) <= PLANE_THIN_CHANNELS and out_hw[0] * out_hw[1] >= PLANE_THIN_PIXELS
+    return USE_PLANE and getattr(be, "plane_conv", None) is not None and tuple(stride) == (1, 1) and (small or thin)
 
 
 def use_pointwise(kernel, stride, pad, out_hw) -> bool:
@@ -155,14 +157,14 @@ def use_pointwise(kernel, stride, pad, out_hw) -> bool:
 def conv_path(be, c: int, kernel, stride, pad, out_hw, o: int) -> str:
     """'winograd', 'pointwise', 'direct', 'plane' or 'im2col': the algorithm Conv2D runs for these shapes (C input,
     O output channels) on this backend."""
+    if use_pointwise(kernel, stride, pad, out_hw):  # first: a 1x1 layer on a large plane is a GEMM, BLAS's job
+        return "pointwise"
+    if use_plane(be, c, o, kernel, stride, out_hw):  # before Winograd and direct: it beat both on thin layers
+        return "plane"
     if use_winograd(be, c, kernel, stride):
         return "winograd"
-    if use_pointwise(kernel, stride, pad, out_hw):  # before direct: a thin 1x1 layer is a GEMM, BLAS's job
-        return "pointwise"
-    if use_direct(be, c, kernel, stride, out_hw):  # before plane: wide rows, where the plane kernels' spare
-        return "direct"  # columns would buy nothing
-    if use_plane(be, c, o, kernel, stride, out_hw):
-        return "plane"
+    if use_direct(be, c, kernel, stride, out_hw):
+        return "direct"
     return "im2col"
 
 
