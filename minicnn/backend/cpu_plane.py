@@ -1,10 +1,12 @@
-"""numba kernels for the direct convolution of small planes with few channels (ops/conv.py picks them for stride-1
-layers such as LeNet's, 1 -> 6 channels on 28x28 and 6 -> 16 on 12x12).
+"""numba kernels for the direct convolution of one sample's planes at a time (ops/conv.py picks them for stride-1
+layers with few channels on small planes, LeNet's 1 -> 6 on 28x28 and 6 -> 16 on 12x12, and for thin layers on
+large planes, VGG's first ones: 1 -> 16 on 224x224 up to 64 -> 64 on 56x56).
 
-There im2col copies runs of 8 to 24 pixels, hundreds of thousands of them per step, and the GEMMs have 6 or 16
-rows: both cost far more than their arithmetic. These kernels work on one sample at a time, whose planes stay in
-cache, in the row pitch of the padded input: with stride 1, output pixel q = oy*WP + ox reads input pixel
-q + i*WP + j for tap (i, j), so one tap over a whole output plane is a single contiguous run
+There im2col copies short runs of pixels (LeNet's: 8 to 24, hundreds of thousands per step) for GEMMs with few
+rows, or GEMMs with few columns to sum over (K = 9*C or, on the Winograd path, C): either way more memory traffic
+than arithmetic. These kernels convolve a sample in cache, in the row pitch of the padded input: with stride 1,
+output pixel q = oy*WP + ox reads input pixel q + i*WP + j for tap (i, j), so one tap over a whole output plane is
+a single contiguous run
 
     acc[q] += w[o, c, i, j] * xpad[n, c, q + i*WP + j]        for q in [0, L), L = (OH - 1)*WP + OW
 
