@@ -6,8 +6,9 @@ the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 --paths: `auto` is what Conv2D picks (ops/conv.py, conv_path: the pointwise path for 1x1 layers on planes of >= 256
 pixels, the small-plane kernels for stride-1 layers with few channels on small planes or thin layers on large ones,
 Winograd for 3x3 stride-1 layers with >= 16 input channels, the direct kernels for windows of C*KH*KW <= 32 values
-with output rows >= 64 wide and no horizontal stride, else im2col); `im2col` forces im2col + GEMM, `plane` the
-small-plane kernels for any stride-1 layer. With `im2col,auto` (the default), each layer that takes another path
+with output rows >= 64 wide and no horizontal stride, else im2col); `im2col` forces im2col + GEMM, `plane`,
+`winograd` and `direct` force those paths onto every layer they can take at all (stride 1; 3x3 stride 1; no
+horizontal stride), the others off. With `im2col,auto` (the default), each layer that takes another path
 runs both ways, side by side: the A/B of the other paths. GFLOP/s counts the multiply-adds of the convolution's
 definition (2*N*O*C*K*K*OH*OW per pass, three passes) on every path, so a Winograd row's
 rate is an effective one: it does 2.25x fewer.
@@ -40,7 +41,9 @@ LAYERS = {
     "alexnet.conv3": (128, 384, 12, 384, 3, 1, 1, "relu"),
     "vgg11.conv2": (32, 128, 56, 256, 3, 1, 1, "relu"),
     "vgg11.conv6": (32, 512, 14, 512, 3, 1, 1, "relu"),
+    "vgg11-div4.conv1": (128, 16, 112, 32, 3, 1, 1, "relu"),
     "vgg11-div4.conv2": (128, 32, 56, 64, 3, 1, 1, "relu"),
+    "vgg11-div4.conv3": (128, 64, 56, 64, 3, 1, 1, "relu"),
     "googlenet.b3-3x3": (128, 96, 12, 128, 3, 1, 1, "relu"),
     "googlenet.b3-5x5": (128, 16, 12, 32, 5, 1, 2, "relu"),
     "googlenet.b3b-5x5": (128, 32, 12, 96, 5, 1, 2, "relu"),
@@ -59,7 +62,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", default=",".join(LAYERS), help=f"comma-separated, from: {', '.join(LAYERS)}")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--paths", default="im2col,auto", help="comma-separated, from: im2col, auto, plane")
+    p.add_argument(
+        "--paths", default="im2col,auto", help="comma-separated, from: im2col, auto, plane, winograd, direct"
+    )
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -92,18 +97,27 @@ def main() -> None:
     for name in ("forward", "backward"):
         timed(cpu.plane_conv, name, f"plane.{name}")
     timed(np, "matmul", "gemm")
+    # ops/conv.py's switches and thresholds as the environment set them, and what forces each path onto any layer
+    # it can take at all
+    off = {"USE_WINOGRAD": False, "USE_POINTWISE": False, "USE_DIRECT": False, "USE_PLANE": False}
+    FORCED = {
+        "im2col": off,
+        "plane": {**off, "USE_PLANE": True, "PLANE_SMALL_CHANNELS": 10**9, "PLANE_SMALL_PIXELS": 10**9},
+        "winograd": {**off, "USE_WINOGRAD": True, "WINOGRAD_MIN_CHANNELS": 1},
+        "direct": {**off, "USE_DIRECT": True, "DIRECT_MAX_K": 10**9, "DIRECT_MIN_WIDTH": 1},
+    }
+    DEFAULTS = {name: getattr(conv, name) for forced in FORCED.values() for name in forced}
 
     for layer, path in ((layer, path) for layer in args.layers.split(",") for path in args.paths.split(",")):
         n, c, side, o, k, s, pad, act = LAYERS[layer]
-        conv.USE_WINOGRAD = conv.USE_POINTWISE = conv.USE_DIRECT = conv.USE_PLANE = path == "auto"
-        if path == "plane":  # the small-plane kernels for any stride-1 layer, whatever its size
-            conv.USE_PLANE, conv.PLANE_SMALL_CHANNELS, conv.PLANE_SMALL_PIXELS = True, 10**9, 10**9
+        for switch, value in {**DEFAULTS, **({} if path == "auto" else FORCED[path])}.items():
+            setattr(conv, switch, value)
         side_out = (side + 2 * pad - k) // s + 1
         taken = conv.conv_path(cpu, c, (k, k), (s, s), (pad, pad), (side_out, side_out), o)
         if path == "auto" and taken == "im2col" and "im2col" in args.paths:
             continue  # the same path as the im2col row
-        if path == "plane" and taken != "plane":
-            continue  # a strided layer
+        if path not in ("auto", taken):
+            continue  # a layer the forced path does not take (a strided one, a window other than 3x3)
         rng = np.random.default_rng(0)
         x = mc.array(rng.random((n, c, side, side), dtype=np.float32))
         w = mc.array(rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.05)

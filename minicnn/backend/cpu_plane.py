@@ -39,7 +39,7 @@ from .shapes import out_size
 @njit(inline="always")
 def _run_and_plane(oh, ow, hp, wp):
     """(run, plane): the run length the loops take, (OH - 1)*WP + OW rounded up to a multiple of 32, and the length
-    of a padded plane's buffer, HP*WP plus room for the rounding and for two taps past the window (_weight_grad's
+    of a padded plane's buffer, HP*WP plus room for the rounding and for two taps past the window (_backward's
     last group of three). LLVM's vector loops take 32 floats a pass and finish a run's last 1-31 one at a time:
     on LeNet's 92-pixel runs that tail was a third of the work; the extra outputs are thrown away with the rest."""
     exact = (oh - 1) * wp + ow
@@ -232,9 +232,9 @@ def _backward(x, y, gy, act, wt, ph, pw, want_gx, gx, part, gb_part):
 def _pairs(w: np.ndarray, axis: int, dtype) -> np.ndarray:
     """w (O, C, KH, KW) with its channels along `axis` (0: output, 1: input) grouped in pairs, the pair's two
     weights of a tap next to each other: (pairs, C, KH, 2, KW) for axis 0 (forward), (pairs, KH, KW, 2, O) for
-    axis 1 (input_grad). An odd last channel's partner has zero weights; its sums are thrown away. Built here,
-    not in the kernels: numba runs an array assignment outside prange as a parallel loop of its own, and a few of
-    those cost more than the whole convolution of a small layer."""
+    axis 1 (backward's input gradient). An odd last channel's partner has zero weights; its sums are thrown away.
+    Built here, not in the kernels: numba runs an array assignment outside prange as a parallel loop of its own,
+    and a few of those cost more than the whole convolution of a small layer."""
     w = np.moveaxis(np.asarray(w, dtype=dtype), axis, 0)  # (pair channels, other channels, KH, KW)
     padded = np.zeros(((w.shape[0] + 1) // 2 * 2, *w.shape[1:]), dtype=dtype)
     padded[: w.shape[0]] = w

@@ -18,9 +18,9 @@ the same steps as plain array operations.
 
 The cols buffer is built for a chunk of the batch at a time so its size stays under IM2COL_CHUNK_BYTES, and
 rebuilt in backward rather than kept (it is the largest array of a CNN) - unless the whole batch fits in one
-chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (small layers' case). The chunks
-of one call share their work buffers (cols, the GEMM outputs): inside a network a fresh buffer per chunk can be
-new memory that pays its page faults again.
+chunk, when keeping it costs at most IM2COL_CHUNK_BYTES and saves backward an im2col (small layers' case). The
+chunks of one call share their work buffers (cols, the GEMM outputs): inside a network a fresh buffer per chunk can
+be new memory that pays its page faults again.
 
 3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS input channels take another path where the
 backend has it (the CPU's): Winograd's minimal filtering F(2x2, 3x3), `ops/winograd.py`, which replaces the GEMM
@@ -124,12 +124,12 @@ def use_direct(be, c: int, kernel, stride, out_hw) -> bool:
 #   and the GEMMs have 6 or 16 rows;
 # - thin layers on large planes (at most PLANE_THIN_CHANNELS each way, outputs of at least PLANE_THIN_PIXELS:
 #   VGG's first layers): im2col's or Winograd's GEMMs get K = C*9 or C rows and are bound by memory.
-# Forward + backward against what Conv2D took before (ops/conv.py's paths forced, batch 32 unless said; the numbers
-# come from the A/B commands in benchmarks/RESULTS.md): the ÷4 VGG's 16 -> 32 layer on 112x112 213 ms against 509
-# on Winograd, its 32 -> 64 and 64 -> 64 on 56x56 179 / 297 and 316 / 399, VGG's first layers (1 -> 16 and, at
-# batch 8, 1 -> 64 on 224x224) 80-114 / 174-181 and 118-132 / 204-206 on the direct kernels. They lose with more
-# channels or smaller planes: 64 -> 128 on 28x28 198 / 138, 64 -> 64 on 28x28 111 / 103, GoogLeNet's 16 -> 32 5x5
-# layer on 12x12 21 / 14. MINICNN_PLANE=0 in the environment turns the path off.
+# Forward + backward against what Conv2D took before (benchmarks/conv_parts.py, --paths auto,winograd,direct): the
+# ÷4 VGG's 16 -> 32 layer on 112x112 2.8x faster than on Winograd, its 32 -> 64 one on 56x56 1.35x, its 64 -> 64
+# one even; VGG's first layers (1 -> 16 and 1 -> 64 on 224x224) 1.9x and 2.2x faster than on the direct kernels;
+# LeNet's layers 1.2-3x faster than on im2col. With more channels on smaller planes BLAS wins again (GoogLeNet's
+# 32 -> 128 5x5 layer on 6x6 2.2x, its 48 -> 128 one on 3x3 5.7x slower on these kernels). MINICNN_PLANE=0 in the
+# environment turns the path off.
 USE_PLANE = os.environ.get("MINICNN_PLANE", "1") != "0"
 PLANE_SMALL_CHANNELS, PLANE_SMALL_PIXELS = 16, 1024
 PLANE_THIN_CHANNELS, PLANE_THIN_PIXELS = 64, 56 * 56
@@ -155,8 +155,8 @@ def use_pointwise(kernel, stride, pad, out_hw) -> bool:
 
 
 def conv_path(be, c: int, kernel, stride, pad, out_hw, o: int) -> str:
-    """'winograd', 'pointwise', 'direct', 'plane' or 'im2col': the algorithm Conv2D runs for these shapes (C input,
-    O output channels) on this backend."""
+    """'pointwise', 'plane', 'winograd', 'direct' or 'im2col', the first whose rule these shapes (C input, O output
+    channels) meet: the algorithm Conv2D runs for them on this backend."""
     if use_pointwise(kernel, stride, pad, out_hw):  # first: a 1x1 layer on a large plane is a GEMM, BLAS's job
         return "pointwise"
     if use_plane(be, c, o, kernel, stride, out_hw):  # before Winograd and direct: it beat both on thin layers
