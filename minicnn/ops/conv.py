@@ -36,10 +36,11 @@ cols would be x itself with its axes swapped, so instead of copying it the GEMM 
 smaller planes the per-sample GEMMs get too thin and im2col's one large GEMM wins.
 
 Layers with small windows (C*KH*KW <= DIRECT_MAX_K: a first layer reading grey images), wide output rows and no
-horizontal stride take the direct path where the backend has it (the CPU's, `backend/cpu_direct.py`): there cols
-would be K times the input for a GEMM with next to nothing to multiply, so numba kernels compute y, gW and gx
-straight from x and NCHW gradients, the bias and activation fused into forward; backward shares `act_grad` (in
-NCHW layout, a batch chunk at a time).
+horizontal stride that the small-plane path below does not take first (it takes every stride-1 one of the five
+networks: the direct path is left with vertical strides) take the direct path where the backend has it (the CPU's,
+`backend/cpu_direct.py`): there cols would be K times the input for a GEMM with next to nothing to multiply, so
+numba kernels compute y, gW and gx straight from x and NCHW gradients, the bias and activation fused into forward;
+backward shares `act_grad` (in NCHW layout, a batch chunk at a time).
 
 Stride-1 layers with few channels on small planes (LeNet's) or thin layers on large planes (VGG's first ones) take
 the small-plane path where the backend has it (the CPU's, `backend/cpu_plane.py`; the rule is at use_plane):
