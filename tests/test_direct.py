@@ -9,9 +9,8 @@ import pytest
 from conftest import float_dtypes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv
 
-from minicnn import ops
 from minicnn.backend import cpu
 from minicnn.ops import conv as conv_module
 
@@ -141,16 +140,7 @@ def test_direct_kernels_refuse_a_horizontal_stride_and_an_out_buffer_they_would_
 def test_conv2d_direct_path_gradients_match_central_differences(case, bias, act, seed):
     x, w, b, _ = arrays(case, seed, np.float64)
     inputs = [x, w, b] if bias else [x, w]
-    fn = lambda x, w, b=None: ops.conv2d(x, w, b, stride=case["stride"], pad=case["pad"], act=act)  # noqa: E731
-    with conv_path("direct"):
-        f = conv_module.Conv2D(case["stride"], case["pad"], act=act)
-        f(*(f64(v) for v in (x, w)))
-        assert f.path == "direct"
-        if act == "relu":  # no pre-activation within a perturbation of relu's kink
-            pre = ops.conv2d(*(f64(v) for v in inputs), stride=case["stride"], pad=case["pad"]).asnumpy()
-            if np.abs(pre).min() < 1e-4:
-                return
-        check_gradients(fn, inputs, seed=seed)
+    check_path_gradients("direct", conv_path("direct"), inputs, case["stride"], case["pad"], act, seed)
 
 
 @pytest.mark.parametrize(
@@ -166,14 +156,8 @@ def test_conv2d_direct_and_im2col_paths_agree_in_float32(chunk_bytes, act, input
     x = rng.standard_normal((3, 2, 17, 12)).astype(np.float32)
     w = (rng.standard_normal((5, 2, 5, 3)) * 0.3).astype(np.float32)
     b = rng.standard_normal(5).astype(np.float32)
-    results = {}
-    for path in ("im2col", "direct"):
-        with conv_path(path):
-            results[path] = conv_step(x, w, b, act, input_grad, stride=(2, 1), pad=(2, 1))  # vertical stride 2
-    assert results["direct"][0].shape == (3, 5, 9, 12)
-    assert len(results["direct"]) == (4 if input_grad else 3)
-    for got, want in zip(results["direct"], results["im2col"], strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    y = check_paths_agree("direct", conv_path, x, w, b, act, input_grad, stride=(2, 1), pad=(2, 1))[0]  # vertical 2
+    assert y.shape == (3, 5, 9, 12)
 
 
 def test_conv2d_takes_the_direct_path_only_for_small_windows_wide_outputs_and_no_horizontal_stride(monkeypatch):

@@ -111,6 +111,37 @@ def conv_step(x, w, b, act, input_grad: bool, stride=1, pad=0):
     return [y.asnumpy()] + [v.grad.asnumpy() for v in xs if v.grad is not None]
 
 
+def check_path_gradients(path: str, forced, inputs, stride, pad, act, seed):
+    """Conv2D's gradients on `path` (taken inside the context `forced`, see the tests of each path) against central
+    differences, in float64; a draw with a pre-activation within a perturbation of relu's kink checks nothing."""
+    from minicnn.backend.shapes import pair  # noqa: PLC0415
+
+    fn = lambda x, w, b=None: ops.conv2d(x, w, b, stride=stride, pad=pad, act=act)  # noqa: E731
+    with forced:
+        f = conv_module.Conv2D(pair(stride), pair(pad), act=act)
+        f(*(f64(v) for v in inputs[:2]))
+        assert f.path == path
+        if (
+            act == "relu"
+            and np.abs(ops.conv2d(*(f64(v) for v in inputs), stride=stride, pad=pad).asnumpy()).min() < 1e-4
+        ):
+            return
+        check_gradients(fn, inputs, seed=seed)
+
+
+def check_paths_agree(path: str, conv_path, x, w, b, act, input_grad: bool, stride=1, pad=0, tol=1e-5):
+    """conv_step on `path` and on im2col (each forced by the context conv_path(name) of that path's tests): the
+    float32 results differ only by rounding. Returns the path's results."""
+    results = {}
+    for name in ("im2col", path):
+        with conv_path(name):
+            results[name] = conv_step(x, w, b, act, input_grad, stride=stride, pad=pad)
+    assert len(results[path]) == (4 if input_grad else 3)
+    for got, want in zip(results[path], results["im2col"], strict=True):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    return results[path]
+
+
 # ---- convolution --------------------------------------------------------------------------------------
 def conv_inputs(case, out_channels, bias, seed):
     gen = np.random.default_rng(seed)

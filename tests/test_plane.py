@@ -10,9 +10,8 @@ from conftest import float_dtypes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_direct import arrays, tolerance
-from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv
 
-from minicnn import ops
 from minicnn.backend import cpu, epilogue
 from minicnn.ops import conv as conv_module
 
@@ -150,17 +149,7 @@ def test_plane_kernels_refuse_a_stride_and_buffers_or_shapes_that_do_not_fit():
 @given(case=cases(), bias=st.booleans(), act=st.sampled_from(list(ACTS)), seed=SEEDS)
 def test_conv2d_plane_path_gradients_match_central_differences(case, bias, act, seed):
     x, w, b, _ = arrays(case, seed, np.float64)
-    inputs = [x, w, b] if bias else [x, w]
-    fn = lambda x, w, b=None: ops.conv2d(x, w, b, stride=1, pad=case["pad"], act=act)  # noqa: E731
-    with conv_path("plane"):
-        f = conv_module.Conv2D((1, 1), case["pad"], act=act)
-        f(*(f64(v) for v in (x, w)))
-        assert f.path == "plane"
-        if act == "relu":  # no pre-activation within a perturbation of relu's kink
-            pre = ops.conv2d(*(f64(v) for v in inputs), stride=1, pad=case["pad"]).asnumpy()
-            if np.abs(pre).min() < 1e-4:
-                return
-        check_gradients(fn, inputs, seed=seed)
+    check_path_gradients("plane", conv_path("plane"), [x, w, b] if bias else [x, w], 1, case["pad"], act, seed)
 
 
 @pytest.mark.parametrize(
@@ -176,14 +165,8 @@ def test_conv2d_plane_and_im2col_paths_agree_in_float32(chunk_bytes, act, input_
     x = rng.standard_normal((3, 3, 12, 12)).astype(np.float32)
     w = (rng.standard_normal((5, 3, 5, 5)) * 0.3).astype(np.float32)
     b = rng.standard_normal(5).astype(np.float32)
-    results = {}
-    for path in ("im2col", "plane"):
-        with conv_path(path):
-            results[path] = conv_step(x, w, b, act, input_grad, stride=1, pad=(0, 1))
-    assert results["plane"][0].shape == (3, 5, 8, 10)
-    assert len(results["plane"]) == (4 if input_grad else 3)
-    for got, want in zip(results["plane"], results["im2col"], strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    y = check_paths_agree("plane", conv_path, x, w, b, act, input_grad, pad=(0, 1))[0]
+    assert y.shape == (3, 5, 8, 10)
 
 
 def test_conv2d_takes_the_plane_path_for_few_channels_on_small_planes_and_thin_layers_on_large_ones(monkeypatch):

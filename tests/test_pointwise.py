@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_gradients, check_paths_agree, conv_settings, conv_step, f64, ref_conv
 
 import minicnn as mc
 from minicnn import ops
@@ -62,13 +62,7 @@ def test_conv2d_pointwise_and_im2col_paths_agree_in_float32(chunk_bytes, act, in
     x = rng.standard_normal((3, 10, 9, 7)).astype(np.float32)
     w = (rng.standard_normal((12, 10, 1, 1)) * 0.3).astype(np.float32)
     b = rng.standard_normal(12).astype(np.float32)
-    results = {}
-    for path in ("im2col", "pointwise"):
-        with conv_path(path):
-            results[path] = conv_step(x, w, b, act, input_grad)
-    assert len(results["pointwise"]) == (4 if input_grad else 3)
-    for got, want in zip(results["pointwise"], results["im2col"], strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    check_paths_agree("pointwise", conv_path, x, w, b, act, input_grad)
 
 
 def test_pointwise_path_takes_a_non_contiguous_input():

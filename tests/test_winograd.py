@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_gradients, conv_settings, conv_step, f64, ref_conv
+from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv
 
 import minicnn as mc
-from minicnn import ops
 from minicnn.backend import cpu
 from minicnn.ops import conv as conv_module
 from minicnn.ops import winograd as wg
@@ -127,13 +126,7 @@ def test_cpu_winograd_kernels_refuse_an_out_buffer_of_the_wrong_shape():
 def test_conv2d_winograd_path_gradients_match_central_differences(case, bias, act, seed):
     x, w, b, _ = draw_arrays(case, seed)
     inputs = [x, w, b] if bias else [x, w]
-    fn = lambda x, w, b=None: ops.conv2d(x, w, b, stride=1, pad=case["pad"], act=act)  # noqa: E731
-    with conv_path("winograd"):
-        if act == "relu":  # no pre-activation within a perturbation of relu's kink
-            pre = ops.conv2d(*(f64(v) for v in inputs), stride=1, pad=case["pad"]).asnumpy()
-            if np.abs(pre).min() < 1e-4:
-                return
-        check_gradients(fn, inputs, seed=seed)
+    check_path_gradients("winograd", conv_path("winograd"), inputs, 1, case["pad"], act, seed)
 
 
 @pytest.mark.parametrize(
@@ -150,13 +143,7 @@ def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, inp
     x = rng.standard_normal((3, 20, 9, 6)).astype(np.float32)
     w = (rng.standard_normal((24, 20, 3, 3)) * 0.2).astype(np.float32)
     b = rng.standard_normal(24).astype(np.float32)
-    results = {}
-    for path in ("im2col", "winograd"):
-        with conv_path(path):
-            results[path] = conv_step(x, w, b, act, input_grad, pad=(1, 0))
-    assert len(results["winograd"]) == (4 if input_grad else 3)
-    for got, want in zip(results["winograd"], results["im2col"], strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    check_paths_agree("winograd", conv_path, x, w, b, act, input_grad, pad=(1, 0), tol=1e-4)
 
 
 def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_input_channels(monkeypatch):
