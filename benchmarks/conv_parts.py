@@ -44,6 +44,7 @@ LAYERS = {
     "vgg11-div4.conv1": (128, 16, 112, 32, 3, 1, 1, "relu"),
     "vgg11-div4.conv2": (128, 32, 56, 64, 3, 1, 1, "relu"),
     "vgg11-div4.conv3": (128, 64, 56, 64, 3, 1, 1, "relu"),
+    "googlenet.b2-3x3": (128, 64, 24, 192, 3, 1, 1, "relu"),
     "googlenet.b3-3x3": (128, 96, 12, 128, 3, 1, 1, "relu"),
     "googlenet.b3-5x5": (128, 16, 12, 32, 5, 1, 2, "relu"),
     "googlenet.b3b-5x5": (128, 32, 12, 96, 5, 1, 2, "relu"),
@@ -54,6 +55,11 @@ LAYERS = {
     "nin.1x1-54": (128, 96, 54, 96, 1, 1, 0, "relu"),
     "nin.1x1-26": (128, 256, 26, 256, 1, 1, 0, "relu"),
     "googlenet.b2-1x1": (128, 64, 24, 64, 1, 1, 0, "relu"),
+    "googlenet.b3-heads": (128, 256, 12, 288, 1, 1, 0, "relu"),
+    "googlenet.b4e-heads": (128, 528, 6, 448, 1, 1, 0, "relu"),
+    "googlenet.b5-heads": (128, 832, 3, 624, 1, 1, 0, "relu"),
+    "googlenet.b4e-3x3": (128, 160, 6, 320, 3, 1, 1, "relu"),
+    "googlenet.b5-3x3": (128, 192, 3, 384, 3, 1, 1, "relu"),
     "nin.1x1-5": (128, 10, 5, 10, 1, 1, 0, "relu"),
 }
 

@@ -19,44 +19,53 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def clipped_max_pool():
-    """The max-pool forward kernel that session 3's replaced, as it was (`git show 43af934:minicnn/backend/cpu.py`):
-    each window clipped to the image, then a compare-and-branch scan. Same results; for the 'before' column."""
+def window_max_pool():
+    """The max-pool forward kernel that session 6's replaced, as it was (`git show 00048c7:minicnn/backend/cpu.py`):
+    each plane in a -inf-framed buffer, then one window at a time, its pixels scanned with compares and selects.
+    Same results; for the 'before' column. (The clipped, branching scan before it: `git show 43af934`.)"""
     import numpy as np
     from numba import njit, prange
 
+    @njit(inline="always")
+    def _window_max(src, r0, c0, kh, kw, best, at, w_, ph, pw):
+        # the window at (r0, c0) in row-major order; strict '>' keeps the first maximum
+        for i in range(kh):
+            for j in range(kw):
+                v = src[r0 + i, c0 + j]
+                take = v > best
+                best = v if take else best
+                at = (r0 + i - ph) * w_ + c0 + j - pw if take else at
+        return best, at
+
     @njit(parallel=True, cache=True)
     def kernel(x, kh, kw, sh, sw, ph, pw, out, idx):
-        # One (sample, channel) plane per parallel iteration. Each window is first clipped to the image (padding
-        # never wins a max), so the inner loops test nothing. Flat indices are cast to unsigned: numba then skips
-        # its check for negative (wrap-around) indices, a compare and an add per read.
+        # Planes in 64 parallel chunks; the running maximum starts at the window's first pixel inside the image.
         n_, c_, h_, w_ = x.shape
         oh, ow = out.shape[2], out.shape[3]
-        hw = h_ * w_
-        src = x.reshape(-1)
-        dst = out.reshape(-1)
-        arg = idx.reshape(-1)
-        for nc in prange(n_ * c_):
-            base = nc * hw
-            for y in range(oh):
-                h0 = y * sh - ph
-                i_lo, i_hi = max(0, -h0), min(kh, h_ - h0)
-                for xo in range(ow):
-                    w0 = xo * sw - pw
-                    j_lo, j_hi = max(0, -w0), min(kw, w_ - w0)
-                    best_at = (h0 + i_lo) * w_ + w0 + j_lo
-                    best = src[np.uint64(base + best_at)]
-                    for i in range(i_lo, i_hi):
-                        row = (h0 + i) * w_ + w0
-                        for j in range(j_lo, j_hi):
-                            v = src[np.uint64(base + row + j)]
-                            if v > best:  # strict '>': ties keep the first maximum (row-major); a NaN wins only
-                                # as the window's first pixel (every comparison with it is false), as before
-                                best = v
-                                best_at = row + j
-                    q = np.uint64((nc * oh + y) * ow + xo)
-                    dst[q] = best
-                    arg[q] = best_at
+        planes = n_ * c_
+        chunks = min(planes, 64)
+        for chunk in prange(chunks):
+            buf = np.full((h_ + 2 * ph, w_ + 2 * pw), -np.inf, dtype=x.dtype)
+            for nc in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
+                plane = x[nc // c_, nc % c_]
+                for r in range(h_):
+                    buf[ph + r, pw : pw + w_] = plane[r]
+                dst, arg = out[nc // c_, nc % c_], idx[nc // c_, nc % c_]
+                for y in range(oh):
+                    r0 = y * sh
+                    i_first = max(r0 - ph, 0)
+                    for xo in range(ow):
+                        c0 = xo * sw
+                        j_first = max(c0 - pw, 0)
+                        best, at = plane[i_first, j_first], i_first * w_ + j_first
+                        if kh == 3 and kw == 3:
+                            best, at = _window_max(buf, r0, c0, 3, 3, best, at, w_, ph, pw)
+                        elif kh == 2 and kw == 2:
+                            best, at = _window_max(buf, r0, c0, 2, 2, best, at, w_, ph, pw)
+                        else:
+                            best, at = _window_max(buf, r0, c0, kh, kw, best, at, w_, ph, pw)
+                        dst[y, xo] = best
+                        arg[y, xo] = at
 
     def run(x, kernel_size, stride, pad, out, idx):
         kernel(x, *kernel_size, *stride, *pad, out, idx)
@@ -118,12 +127,13 @@ def main() -> None:
     row("relu grad + bias grad + to (O, N*P): fused | NumPy", lambda: cpu.act_grad(y, gy, "relu", g2, gb),
         lambda: epilogue.act_grad(y, gy, "relu", g2, gb))  # fmt: skip
 
-    # Max pooling: AlexNet pool0 (128, 96, 54, 54), 3x3 stride 2; a GoogLeNet inception pool (128, 256, 12, 12),
-    # 3x3 stride 1 padding 1; VGG-11's first pool at batch 32, 2x2 stride 2
-    old_pool = clipped_max_pool()
+    # Max pooling: AlexNet pool0 (128, 96, 54, 54), 3x3 stride 2; GoogLeNet inception pools (128, 256, 12, 12) and
+    # (128, 512, 6, 6), 3x3 stride 1 padding 1; VGG-11's first pool at batch 32, 2x2 stride 2
+    old_pool = window_max_pool()
     for what, shape, window in [
         ("AlexNet pool0", (128, 96, 54, 54), ((3, 3), (2, 2), (0, 0))),
         ("GoogLeNet 3x3/1 pad 1", (128, 256, 12, 12), ((3, 3), (1, 1), (1, 1))),
+        ("GoogLeNet 3x3/1 pad 1 on 6x6", (128, 512, 6, 6), ((3, 3), (1, 1), (1, 1))),
         ("VGG-11 pool0 at batch 32", (32, 64, 224, 224), ((2, 2), (2, 2), (0, 0))),
     ]:
         xp = rng.random(shape, dtype=np.float32)
@@ -132,7 +142,7 @@ def main() -> None:
         old_pool(xp, *window, y_old, idx_old)
         assert np.array_equal(yp, y_old) and np.array_equal(idx, idx_old)
         k, s = window[0][0], window[1][0]
-        row(f"max pool {k}x{k}/{s} forward, {what}: whole windows | clipped",
+        row(f"max pool {k}x{k}/{s} forward, {what}: runs | windows",
             lambda xp=xp, window=window: cpu.max_pool_forward(xp, *window),
             lambda xp=xp, window=window, y=y_old, i=idx_old: old_pool(xp, *window, y, i))  # fmt: skip
     xp = rng.random((128, 96, 54, 54), dtype=np.float32)

@@ -184,53 +184,95 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
                                 dst_all[dst + xo * sw] += src_all[src + xo]
 
 
+# Planes stacked per parallel iteration for stride-1 pools: about this many padded pixels, so that the runs below
+# stay long on small planes (GoogLeNet's 6x6 and 3x3 ones).
+POOL_GROUP_PIXELS = 2048
+
+
 @njit(inline="always")
-def _window_max(src, r0, c0, kh, kw, best, at, w_, ph, pw):
-    # Scan the window at (r0, c0) of src in row-major order; strict '>' keeps the first maximum. A compare and two
-    # selects per pixel, no branch to mispredict on random data.
-    for i in range(kh):
-        for j in range(kw):
-            v = src[r0 + i, c0 + j]
-            take = v > best
-            best = v if take else best
-            at = (r0 + i - ph) * w_ + c0 + j - pw if take else at
-    return best, at
+def _runs_max(flat, start, length, kh, kw, wp, w_, best, at, low):
+    # For d in [0, length): best[d] = the max of the window whose top-left is flat[start + d] (row pitch wp),
+    # at[d] = the first maximum's offset i*W + j in the image (row-major scan, strict '>'), -1 when nothing beat
+    # `low` (-inf). The taps run inside the loop over d, in registers, and every iteration stores once: LLVM
+    # vectorises it, compares and blends. (With the taps outside, `best[d] = v if v > best[d] else best[d]` became
+    # a masked store, microcoded on AMD: slower than the scalar scan. The unsigned index skips numba's test for
+    # negative indices, which kept the loop scalar.)
+    src = flat[start:]
+    for d in range(length):
+        b = low
+        a = np.int32(-1)
+        for i in range(kh):
+            for j in range(kw):
+                v = src[np.uint64(d + i * wp + j)]
+                take = v > b
+                b = v if take else b
+                a = np.int32(i * w_ + j) if take else a
+        best[d] = b
+        at[d] = a
+
+
+@njit(inline="always")
+def _runs_max_any(flat, start, length, kh, kw, wp, w_, best, at, low):
+    # 3x3 and 2x2 windows get constant tap loops, which LLVM unrolls
+    if kh == 3 and kw == 3:
+        _runs_max(flat, start, length, 3, 3, wp, w_, best, at, low)
+    elif kh == 2 and kw == 2:
+        _runs_max(flat, start, length, 2, 2, wp, w_, best, at, low)
+    else:
+        _runs_max(flat, start, length, kh, kw, wp, w_, best, at, low)
 
 
 @njit(parallel=True, cache=True)
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
-    # Planes in 64 parallel chunks (one work buffer per chunk). With padding, each plane is first copied into a
-    # buffer framed by -inf, so that every window is whole and the scan needs no bounds. The running maximum
-    # starts at the window's first pixel inside the image: padding then never wins (-inf is never greater), and
-    # a NaN wins only as that first pixel (every comparison with it is false), the rule of the clipped scan this
-    # replaced. 3x3 and 2x2 windows get loops of constant length, which LLVM unrolls: 1.4-1.6x faster than the
-    # clipped, branching scan on AlexNet's, GoogLeNet's and VGG's pools (benchmarks/kernels.py keeps it to compare).
+    # Each plane is copied into a buffer framed by -inf (HP x WP), so every window is whole. Window maxima are then
+    # computed for runs of consecutive buffer positions, as in the small-plane convolution (cpu_plane.py): with a
+    # vertical stride of 1 one run covers a whole group of planes stacked in the buffer (windows that straddle two
+    # planes are computed and dropped); otherwise one run per output row. Each output then picks its window's
+    # entry of the run (every SW-th). The scan starts from -inf, so padding never wins; the output takes the
+    # window's first pixel inside the image instead when that pixel is a NaN or nothing beat -inf. That is the
+    # rule of the clipped scan this replaced, which started from the first inside pixel: a NaN wins only there
+    # (every comparison with it is false), and ties keep the first maximum.
     n_, c_, h_, w_ = x.shape
     oh, ow = out.shape[2], out.shape[3]
+    hp, wp = h_ + 2 * ph, w_ + 2 * pw
     planes = n_ * c_
-    chunks = min(planes, 64)
+    xs, ys, ids = x.reshape(planes, h_, w_), out.reshape(planes, oh, ow), idx.reshape(planes, oh, ow)
+    group = max(1, POOL_GROUP_PIXELS // (hp * wp)) if sh == 1 else 1
+    run = ((group - 1) * hp + oh - 1) * wp + (ow - 1) * sw + 1 if sh == 1 else (ow - 1) * sw + 1
+    groups = (planes + group - 1) // group
+    chunks = min(groups, 64)  # one work buffer per chunk
     for chunk in prange(chunks):
-        buf = np.full((h_ + 2 * ph, w_ + 2 * pw), -np.inf, dtype=x.dtype)
-        for nc in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
-            plane = x[nc // c_, nc % c_]
-            for r in range(h_):
-                buf[ph + r, pw : pw + w_] = plane[r]
-            dst, arg = out[nc // c_, nc % c_], idx[nc // c_, nc % c_]
-            for y in range(oh):
-                r0 = y * sh
-                i_first = max(r0 - ph, 0)
-                for xo in range(ow):
-                    c0 = xo * sw
-                    j_first = max(c0 - pw, 0)
-                    best, at = plane[i_first, j_first], i_first * w_ + j_first
-                    if kh == 3 and kw == 3:
-                        best, at = _window_max(buf, r0, c0, 3, 3, best, at, w_, ph, pw)
-                    elif kh == 2 and kw == 2:
-                        best, at = _window_max(buf, r0, c0, 2, 2, best, at, w_, ph, pw)
+        buf = np.full((group * hp, wp), -np.inf, dtype=x.dtype)
+        flat = buf.reshape(-1)
+        low = np.full(1, -np.inf, dtype=x.dtype)[0]  # -inf in x's dtype: a float64 one would widen every compare
+        best = np.empty(run, dtype=x.dtype)
+        at = np.empty(run, dtype=np.int32)
+        for gi in range(chunk * groups // chunks, (chunk + 1) * groups // chunks):
+            p0 = gi * group
+            count = min(group, planes - p0)
+            for g in range(count):
+                for r in range(h_):
+                    buf[g * hp + ph + r, pw : pw + w_] = xs[p0 + g, r]
+            if sh == 1:
+                _runs_max_any(flat, 0, run - (group - count) * hp * wp, kh, kw, wp, w_, best, at, low)
+            for g in range(count):
+                dst, arg = ys[p0 + g], ids[p0 + g]
+                for y in range(oh):
+                    if sh == 1:
+                        row = (g * hp + y) * wp
                     else:
-                        best, at = _window_max(buf, r0, c0, kh, kw, best, at, w_, ph, pw)
-                    dst[y, xo] = best
-                    arg[y, xo] = at
+                        row = 0
+                        _runs_max_any(flat, (g * hp + y * sh) * wp, run, kh, kw, wp, w_, best, at, low)
+                    rf = max(y * sh, ph)  # buffer row of the first image row under output row y
+                    bs, ats, firsts = best[row:], at[row:], flat[(g * hp + rf) * wp :]
+                    top = (y * sh - ph) * w_ - pw  # image offset of the window's top-left corner, less xo*SW
+                    for xo in range(ow):
+                        cf = max(xo * sw, pw)
+                        first = firsts[cf]  # the window's first pixel inside the image
+                        v, a = bs[xo * sw], ats[xo * sw]
+                        keep_first = (a < 0) | np.isnan(first)
+                        dst[y, xo] = first if keep_first else v
+                        arg[y, xo] = (rf - ph) * w_ + cf - pw if keep_first else top + xo * sw + a
 
 
 @njit(parallel=True, cache=True)
