@@ -301,12 +301,13 @@ def test_max_pool_forward_index_and_backward_match_the_reference(case, dtype, se
         ((3, 50, 4, 5), (3, 3), (1, 1), (1, 1)),  # 150 planes of 6x7 padded: groups of 48, the last one short
         ((2, 60, 3, 3), (2, 2), (1, 1), (1, 1)),
         ((1, 9, 40, 60), (3, 2), (1, 2), (1, 0)),  # a plane larger than a group: one plane per run
-        ((2, 70, 6, 6), (3, 3), (2, 2), (1, 1)),  # a vertical stride: one run per output row
+        ((2, 70, 6, 6), (3, 3), (2, 2), (1, 1)),  # strided: the runs also cover rows no output takes
+        ((1, 3, 50, 50), (3, 3), (2, 2), (0, 0)),  # a large plane with a vertical stride: one run per output row
     ],
 )
 def test_max_pool_matches_the_reference_across_stacked_plane_groups(shape, kernel, stride, pad):
-    # The kernel stacks small planes into one buffer and scans them as one run: windows that straddle two planes
-    # must be dropped, and the last, shorter group must be scanned to its end. Values from {-2..2}: many ties.
+    # The kernel stacks small planes into one buffer and scans them as one run: windows that straddle two planes,
+    # or start on rows a stride skips, must be dropped, and the last, shorter group must be scanned to its end. Values from {-2..2}: many ties.
     x = np.random.default_rng(4).integers(-2, 3, shape).astype(np.float32)
     y, idx = cpu.max_pool_forward(x, kernel, stride, pad)
     ry, ridx = ref_max_pool(x, kernel, stride, pad)

@@ -184,8 +184,8 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
                                 dst_all[dst + xo * sw] += src_all[src + xo]
 
 
-# Planes stacked per parallel iteration for stride-1 pools: about this many padded pixels, so that the runs below
-# stay long on small planes (GoogLeNet's 6x6 and 3x3 ones).
+# Small planes are stacked into runs of about this many padded pixels, so that the runs below stay long
+# (GoogLeNet's 6x6 and 3x3 planes, LeNet's 8x8).
 POOL_GROUP_PIXELS = 2048
 
 
@@ -225,10 +225,11 @@ def _runs_max_any(flat, start, length, kh, kw, wp, w_, best, at, low):
 @njit(parallel=True, cache=True)
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
     # Each plane is copied into a buffer framed by -inf (HP x WP), so every window is whole. Window maxima are then
-    # computed for runs of consecutive buffer positions, as in the small-plane convolution (cpu_plane.py): with a
-    # vertical stride of 1 one run covers a whole group of planes stacked in the buffer (windows that straddle two
-    # planes are computed and dropped); otherwise one run per output row. Each output then picks its window's
-    # entry of the run (every SW-th). The scan starts from -inf, so padding never wins; the output takes the
+    # computed for runs of consecutive buffer positions, as in the small-plane convolution (cpu_plane.py): one run
+    # covers a whole group of small planes stacked in the buffer, or one large plane with a vertical stride of 1
+    # (the windows at positions no output takes, rows between strides and windows that straddle two planes, are
+    # computed and dropped); a large plane with a vertical stride gets one run per output row. Each output then
+    # picks its window's entry of the run. The scan starts from -inf, so padding never wins; the output takes the
     # window's first pixel inside the image instead when that pixel is a NaN or nothing beat -inf. That is the
     # rule of the clipped scan this replaced, which started from the first inside pixel: a NaN wins only there
     # (every comparison with it is false), and ties keep the first maximum.
@@ -237,8 +238,10 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
     hp, wp = h_ + 2 * ph, w_ + 2 * pw
     planes = n_ * c_
     xs, ys, ids = x.reshape(planes, h_, w_), out.reshape(planes, oh, ow), idx.reshape(planes, oh, ow)
-    group = max(1, POOL_GROUP_PIXELS // (hp * wp)) if sh == 1 else 1
-    run = ((group - 1) * hp + oh - 1) * wp + (ow - 1) * sw + 1 if sh == 1 else (ow - 1) * sw + 1
+    group = max(1, POOL_GROUP_PIXELS // (hp * wp))
+    dense = sh == 1 or group > 1  # one run per group of planes (every row of it), else one per output row
+    span = (oh - 1) * sh * wp + (ow - 1) * sw + 1  # a plane's run, from its first window to its last
+    run = (group - 1) * hp * wp + span if dense else (ow - 1) * sw + 1
     groups = (planes + group - 1) // group
     chunks = min(groups, 64)  # one work buffer per chunk
     for chunk in prange(chunks):
@@ -253,13 +256,13 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
             for g in range(count):
                 for r in range(h_):
                     buf[g * hp + ph + r, pw : pw + w_] = xs[p0 + g, r]
-            if sh == 1:
-                _runs_max_any(flat, 0, run - (group - count) * hp * wp, kh, kw, wp, w_, best, at, low)
+            if dense:
+                _runs_max_any(flat, 0, (count - 1) * hp * wp + span, kh, kw, wp, w_, best, at, low)
             for g in range(count):
                 dst, arg = ys[p0 + g], ids[p0 + g]
                 for y in range(oh):
-                    if sh == 1:
-                        row = (g * hp + y) * wp
+                    if dense:
+                        row = (g * hp + y * sh) * wp
                     else:
                         row = 0
                         _runs_max_any(flat, (g * hp + y * sh) * wp, run, kh, kw, wp, w_, best, at, low)
