@@ -307,7 +307,8 @@ def test_max_pool_forward_index_and_backward_match_the_reference(case, dtype, se
 )
 def test_max_pool_matches_the_reference_across_stacked_plane_groups(shape, kernel, stride, pad):
     # The kernel stacks small planes into one buffer and scans them as one run: windows that straddle two planes,
-    # or start on rows a stride skips, must be dropped, and the last, shorter group must be scanned to its end. Values from {-2..2}: many ties.
+    # or start on rows a stride skips, must be dropped, and the last, shorter group must be scanned to its end.
+    # Values from {-2..2}: many ties.
     x = np.random.default_rng(4).integers(-2, 3, shape).astype(np.float32)
     y, idx = cpu.max_pool_forward(x, kernel, stride, pad)
     ry, ridx = ref_max_pool(x, kernel, stride, pad)

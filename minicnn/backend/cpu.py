@@ -1,8 +1,8 @@
 """CPU backend: NumPy arrays, BLAS GEMM through `numpy.matmul`, numba kernels for the window ops.
 
-The pooling kernels run one (sample, channel) plane per parallel iteration (`prange` over N*C), col2im one input
-channel, im2col one row of its output (or, for a stride narrower than the window, one (channel, window row)
-group of rows), the conv epilogues one (sample, channel) row or one output channel.
+The pooling kernels run one (sample, channel) plane (max-pool forward: a chunk of planes) per parallel iteration,
+col2im one input channel, im2col one row of its output (or, for a stride narrower than the window, one (channel,
+window row) group of rows), the conv epilogues one (sample, channel) row or one output channel.
 Iterations never write to the same memory: no atomics, and the result does not depend on the thread count.
 Kernels are compiled on first use for each dtype (float32, float64) and memory layout of their arguments (the
 transposed GEMM output `bias_act` reads is not C-contiguous), and cached on disk (`cache=True`).
