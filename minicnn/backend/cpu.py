@@ -394,11 +394,13 @@ def _bias_act(src, nchw, b, act, y):
                 dst[q] = row[q] + bo
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _act_grad(y, gy, act, g, nchw, gb):
     # g = gy * act'(y) written as (O, N, P), the GEMMs' layout, or as (N, O, P) when `nchw`; gb[o] += the sum of
     # g over n and p. One o per parallel iteration, so the bias sum needs no atomics; it is accumulated in float64
-    # (a float32 running sum over N*P terms would lose digits that NumPy's pairwise sum keeps).
+    # (a float32 running sum over N*P terms would lose digits that NumPy's pairwise sum keeps). `reassoc` lets LLVM
+    # split that sum into vector lanes (a fixed order for a given row length, whatever the thread count): as one
+    # running float64 sum, a chain of dependent adds, the kernel ran 4-5x slower (benchmarks/kernels.py).
     m_, o_, p_ = y.shape
     one = y.dtype.type(1)
     for o in prange(o_):
