@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The environment the workers start from: this process's as it was given, before anything here imported minicnn,
+# which sets its own OpenBLAS spin time (minicnn/__init__.py) for itself, not for the MXNet and PyTorch workers.
+LAUNCH_ENV = dict(os.environ)
 
 
 def peak_rss_mib() -> float:
@@ -179,7 +182,7 @@ def launch(framework: str, python: str, epochs: int, seed: int, data: str) -> di
         capture_output=True,
         text=True,
         check=False,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        env=dict(LAUNCH_ENV, PYTHONPATH=str(ROOT)),
     )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):

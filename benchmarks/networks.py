@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The environment the workers start from: this process's as it was given, before anything here imported minicnn,
+# which sets its own OpenBLAS spin time (minicnn/__init__.py) for itself, not for the MXNet and PyTorch workers.
+LAUNCH_ENV = dict(os.environ)
 
 # name -> (registry network, builder options, input side, batch size)
 CASES = {
@@ -305,7 +308,7 @@ def launch(framework: str, python: str, case: str, args) -> dict | None:
         cmd += ["--batch-size", str(args.batch_size)]
     if args.resize:
         cmd += ["--resize", str(args.resize)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **dict.fromkeys(THREAD_VARS, str(args.threads)))
+    env = dict(LAUNCH_ENV, PYTHONPATH=str(ROOT), **dict.fromkeys(THREAD_VARS, str(args.threads)))
     print(f"  running {case} in {framework} ...", file=sys.stderr, flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     for line in out.stdout.splitlines():
