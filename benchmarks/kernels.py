@@ -10,6 +10,7 @@ chunks, its first pool, LeNet's first convolution). --threads sets numba's and B
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -91,6 +92,7 @@ def main() -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     sys.path.insert(0, str(ROOT))
+    importlib.import_module("minicnn")  # first: it sets OpenBLAS's spin time, which numpy's import fixes
     import numpy as np
 
     from minicnn.backend import cpu, epilogue
@@ -163,6 +165,21 @@ def main() -> None:
         w.__isub__(np.float32(1e-4) * g)
 
     row("SGD update, 26M parameters: one pass | w -= lr * g", lambda: cpu.axpy_(w, -1e-4, g), numpy_sgd)
+
+    # The GoogLeNet pool once more, timed right after an (untimed) GEMM: while OpenBLAS's idle threads spin
+    # (OPENBLAS_THREAD_TIMEOUT, minicnn/__init__.py) they take a core from it
+    xp = rng.random((128, 256, 12, 12), dtype=np.float32)
+    a = rng.random((512, 512), dtype=np.float32)
+    after = []
+    for _ in range(args.repeats):
+        a @ a
+        start = time.perf_counter()
+        cpu.max_pool_forward(xp, (3, 3), (1, 1), (1, 1))
+        after.append(time.perf_counter() - start)
+    alone = median_ms(lambda: cpu.max_pool_forward(xp, (3, 3), (1, 1), (1, 1)), args.repeats)
+    rows.append(
+        ("max pool 3x3/1 forward, GoogLeNet: right after a GEMM | alone", statistics.median(after) * 1e3, alone)
+    )
 
     print(f"# CPU kernels, {args.threads} thread(s), median of {args.repeats}; ms")
     print(f"{'kernel':72} {'ms':>8} {'before':>8}")
