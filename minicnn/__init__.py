@@ -12,10 +12,11 @@ import os
 
 # OpenBLAS's worker threads spin for 2^28 cycles (about 0.1 s) after every GEMM before they sleep. On two cores that
 # spinning takes a core from the numba kernel that follows each GEMM (epilogues, transforms, pooling): a max pool
-# right after a GEMM took 22-29 ms instead of 18, and whole training steps 10-15 % longer (AlexNet, GoogLeNet:
-# benchmarks/RESULTS.md, session 6). 2^14 cycles still bridges back-to-back GEMMs. OpenBLAS reads the variable once,
-# when it is loaded: this works when minicnn is imported before numpy (as `python -m minicnn` and the benchmarks
-# do); otherwise export it before starting Python. A value already set is kept.
+# right after a GEMM took twice as long as alone, and GoogLeNet's training step was 18-22 % longer
+# (benchmarks/kernels.py, benchmarks/RESULTS.md, session 6). 2^14 ran GoogLeNet's step as fast as 2^4, 2^18 or 2^22,
+# or faster. OpenBLAS reads the variable once, when it is loaded: this works when minicnn is imported before numpy
+# (as `python -m minicnn` and the benchmarks do); otherwise export it before starting Python. A value already set
+# is kept.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 
 import numpy as np  # noqa: E402  (after the variable: importing numpy loads OpenBLAS)
