@@ -275,6 +275,55 @@ def test_window_kernels_refuse_an_out_buffer_they_would_fill_wrongly():
         cpu.col2im(np.zeros((4, 18), np.float32), x.shape, (2, 2), (1, 1), (0, 0), out=np.empty(x.shape))
 
 
+# ---- the sigmoid (cpu_sigmoid's vectorised exp vs the formula with a correctly rounded exp) -----------------
+def ulps_apart(a, b):
+    """Units in the last place between float32 arrays of values in [0, 1] (positive: their bits are ordered)."""
+    return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
+
+
+def exact_sigmoid32(x):
+    """The formula in float32 (as MXNet computes it) with e^-x correctly rounded: inf where it overflows float32."""
+    with np.errstate(over="ignore"):
+        e = np.exp(-x.astype(np.float64)).astype(np.float32)
+        return np.float32(1) / (np.float32(1) + e)
+
+
+def test_sigmoid_kernel_is_within_four_units_in_the_last_place_of_the_formula_with_an_exact_exp():
+    # four: NumPy's own float32 formula (epilogue.sigmoid_) is that far from it too, where 1 + e^-x rounds twice
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-100, 100, 400_001), rng.standard_normal(100_000) * 8]).astype(np.float32)
+    got = cpu.sigmoid_(x.copy())
+    assert got.dtype == np.float32
+    ulps = ulps_apart(got, exact_sigmoid32(x))
+    assert ulps.max() <= 4 and np.mean(ulps == 0) > 0.9
+
+
+def test_sigmoid_kernel_keeps_the_formulas_edges():
+    x = np.array([np.nan, np.inf, -np.inf, 89.0, -88.8, -88.7, -87.0, -86.0, 20.0, 0.0, -0.0, 1e-30], np.float32)
+    got = cpu.sigmoid_(x.copy())
+    assert np.isnan(got[0])
+    np.testing.assert_array_equal(got[1:3], [1.0, 0.0])
+    assert got[3] == 1.0 and got[4] == 0.0  # 1 / (1 + inf) = 0: e^88.8 overflows float32, as in the formula
+    np.testing.assert_allclose(got[5:8], exact_sigmoid32(x[5:8]), rtol=1e-5)  # e^t near float32's largest
+    np.testing.assert_array_equal(got[8:], [1.0, 0.5, 0.5, 0.5])
+
+
+def test_sigmoid_kernel_gives_the_same_values_serially_and_in_parallel_chunks():
+    x = np.random.default_rng(1).standard_normal(5 * (1 << 14) + 3).astype(np.float32) * 10
+    parts = np.array_split(x, 83)  # each below the parallel kernel's size: one thread
+    whole, pieces = cpu.sigmoid_(x.copy()), np.concatenate([cpu.sigmoid_(p.copy()) for p in parts])
+    np.testing.assert_array_equal(whole, pieces)
+
+
+@pytest.mark.parametrize("case", ["float64", "strided"])
+def test_sigmoid_uses_the_formula_for_what_its_kernel_does_not_take(case):
+    x = np.random.default_rng(2).standard_normal((6, 8)) * 5
+    x = x if case == "float64" else x.astype(np.float32)[:, ::2]
+    want = 1 / (1 + np.exp(-x.astype(np.float64)))
+    got = cpu.sigmoid_(x)
+    np.testing.assert_allclose(got, want, rtol=1e-15 if case == "float64" else 3e-7)
+
+
 # ---- max pooling ---------------------------------------------------------------------------------------
 @settings(max_examples=150)
 @given(case=window_cases(pool=True), dtype=float_dtypes, seed=SEEDS, small_ints=st.booleans())

@@ -24,12 +24,21 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import cpu_sigmoid, epilogue
 from .shapes import out_size
 
-# numba's OpenMP layer spins against BLAS's own threads on small machines (measured: max-pool forward 8.6 ms with
-# 'omp' vs 2.5 ms with 'workqueue' on 2 cores); the simple workqueue layer is enough for plane-parallel loops.
+# numba's threads: its OpenMP layer when libgomp is there, else its workqueue. Starting a parallel loop on the
+# workqueue costs 50-60 us, and 300 us when its threads slept (they wait on a lock); OpenMP's threads spin a while
+# after a loop, which makes the next one start in 6 us. A LeNet step runs some thirty parallel loops and small
+# GEMMs: 23-28 ms with OpenMP against 30-34 with the workqueue. But spinning threads take a core from BLAS's
+# threads (an early version here, when BLAS spun too, measured a max pool 3x slower), so the spin is cut from
+# libgomp's default 300,000 turns to 10,000: the default made GoogLeNet's step 10-25 % slower, 10,000 did not
+# (benchmarks/RESULTS.md, session 7). libgomp reads GOMP_SPINCOUNT when numba first loads it, at the first
+# parallel loop; values the user set are kept.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]  # numba wants all three named
+    numba.config.THREADING_LAYER = "default"  # the first of the priority list that loads
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 def _reuse_freed_memory() -> None:
@@ -426,8 +435,7 @@ def bias_act(y2: np.ndarray, b: np.ndarray | None, act: str | None, out: np.ndar
     pointwise path's, which may be out itself); b: (O,) or None; act: None, 'relu', 'sigmoid'. The readable
     version, which the tests compare this with, is `epilogue.bias_act`.
 
-    The sigmoid is left to NumPy, in place afterwards: numba calls the C library's exp one element at a time,
-    NumPy's is vectorised, and four passes over a layer's output with it were faster than one with numba's."""
+    The sigmoid follows as a pass of its own (sigmoid_after)."""
     m, o, p = out.shape
     bias = np.zeros(o, dtype=y2.dtype) if b is None else b
     nchw = y2.ndim == 3
@@ -440,14 +448,19 @@ def bias_act(y2: np.ndarray, b: np.ndarray | None, act: str | None, out: np.ndar
     return out
 
 
-def sigmoid_after(act: str | None, out: np.ndarray) -> None:
-    """The sigmoid, when act is 'sigmoid', in place, by NumPy: the fused kernels do bias and relu only, because
-    numba calls the C library's exp one element at a time, while NumPy's is vectorised (four passes over a layer's
-    output with it were faster than one with numba's)."""
-    if act == "sigmoid":
-        from ..ops import activation  # noqa: PLC0415 - ops import the backends, not the other way round
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    """x = 1 / (1 + e^-x) in place: cpu_sigmoid's vectorised kernel for C-contiguous float32 arrays, the formula
+    with NumPy's exp (epilogue.sigmoid_) for the rest."""
+    if not cpu_sigmoid.sigmoid_(x):
+        epilogue.sigmoid_(x, np)
+    return x
 
-        activation.apply_(act, out)
+
+def sigmoid_after(act: str | None, out: np.ndarray) -> None:
+    """The sigmoid, when act is 'sigmoid', in place, as a pass of its own after the kernels that fuse bias and relu
+    only. (The chapter's sigmoid layers are LeNet's, whose convolutions run on the plane kernels, which fuse it.)"""
+    if act == "sigmoid":
+        sigmoid_(out)
 
 
 def act_grad(y: np.ndarray, gy: np.ndarray, act: str | None, out: np.ndarray, gb: np.ndarray | None) -> np.ndarray:

@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu import _ACT_CODE, _output, sigmoid_after
+from .cpu_sigmoid import sigmoid_run_
 from .shapes import out_size
 
 
@@ -123,6 +124,8 @@ def _forward(x, wr, b, act, ph, pw, y):
                         elif kw % 3 == 1:
                             _taps1(acc[0], acc[1], wa[j:], wb[j:], buf[c, at : at + run])
                 for k in range(min(2, o_ - 2 * pr)):
+                    if act == 2:  # float32 only (see forward); the thrown-away columns too, it is one long run
+                        sigmoid_run_(acc[k])
                     for oy in range(oh):
                         dst, src = y[n, 2 * pr + k, oy], acc[k, oy * wp : oy * wp + ow]
                         if act == 1:
@@ -255,15 +258,18 @@ def _check_channels(x, w, what: str):
 
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str | None, stride, pad, out=None) -> np.ndarray:
     """x: (N, C, H, W), w: (O, C, KH, KW), b: (O,) or None -> out (N, O, OH, OW) = act(conv(x, w) + b); act None,
-    'relu' or 'sigmoid' (the sigmoid applied by NumPy afterwards, as `cpu.bias_act` does). Stride 1."""
+    'relu' or 'sigmoid'. Stride 1."""
     _check_window(stride, "plane conv forward")
     _check_channels(x, w, "plane conv forward")
     (n, _, h, wd), (o, _, kh, kw), (ph, pw) = x.shape, w.shape, pad
     y = _output(out, (n, o, out_size(h, kh, 1, ph), out_size(wd, kw, 1, pw)), x.dtype, "plane conv forward")
     bias = np.zeros(o, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
-    code = _ACT_CODE["relu" if act == "relu" else None]
+    # the sigmoid is fused for float32 (cpu_sigmoid's exp is a float32 one), a pass of its own for float64
+    fused = act != "sigmoid" or x.dtype == np.float32
+    code = _ACT_CODE[act if fused else None]
     _forward(np.ascontiguousarray(x), _pairs(w, 0, x.dtype), bias, code, ph, pw, y)
-    sigmoid_after(act, y)
+    if not fused:
+        sigmoid_after(act, y)
     return y
 
 

@@ -8,11 +8,26 @@ backend uses these as they are (CuPy fuses nothing, but a GPU streams memory an 
     act_grad:  y, gy (N, O, P)                 ->  out = gy * act'(y), laid out for the GEMMs;
                gb (O,) += the sum of out over all but its channel axis (the bias gradient)
 
+    sigmoid_:  x                              ->  x = 1 / (1 + e^-x), in place
+
 The GEMMs' layout is (O, N*P) on the im2col and Winograd paths and (N, O, P), NCHW itself, on the pointwise path
 (1x1 convolutions, `ops/conv.py`): there bias_act may run in place (y2 is out) and act_grad changes no layout.
 """
 
 from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid_(x, xp):
+    """x = 1 / (1 + e^-x) in place, in four passes of array module xp (NumPy or CuPy). Where e^-x overflows
+    (x < -88 in float32) it is inf and 1 / (1 + inf) = 0, the right limit: no warning."""
+    xp.negative(x, out=x)
+    with np.errstate(over="ignore"):
+        xp.exp(x, out=x)
+    x += 1
+    xp.reciprocal(x, out=x)
+    return x
 
 
 def bias_act(y2, b, act: str | None, out):

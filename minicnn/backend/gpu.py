@@ -171,6 +171,11 @@ def avg_pool_backward(gy, x_shape, kernel, stride, pad):
     return gx
 
 
+def sigmoid_(x):
+    """x = 1 / (1 + e^-x) in place: the formula as written (epilogue.sigmoid_)."""
+    return epilogue.sigmoid_(x, cupy)
+
+
 def axpy_(y, alpha: float, x) -> None:
     """y += alpha * x in place, in y's dtype (CuPy fuses the elementwise expression into one kernel)."""
     y += y.dtype.type(alpha) * x
