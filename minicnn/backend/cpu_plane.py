@@ -86,7 +86,7 @@ def _taps3(a0, a1, wa, wb, s0, s1, s2):
         a1[q] += wb0 * s0[q] + wb1 * s1[q] + wb2 * s2[q]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")  # for the inlined sigmoid, see cpu_sigmoid.sigmoid_run_
 def _forward(x, wr, b, act, ph, pw, y):
     # One parallel iteration per block of samples; for each sample, output channels two at a time, every tap
     # added over the whole plane (the sum starts at the bias and adds the taps in (c, i, j) order).

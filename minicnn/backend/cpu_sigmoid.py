@@ -66,7 +66,10 @@ def _sigmoid(x):
 
 @njit(inline="always")
 def sigmoid_run_(a):
-    """a: a 1-D float32 run, in place: a = 1 / (1 + e^-a). Inlined into the kernels that end in a sigmoid."""
+    """a: a 1-D float32 run, in place: a = 1 / (1 + e^-a). Inlined into the kernels that end in a sigmoid, which
+    must be compiled with error_model="numpy" (as these are): with numba's default, Python's, every division
+    tests for a zero divisor to raise ZeroDivisionError, and that branch keeps LLVM from vectorising the loop
+    (9 ns an element instead of 0.8). fastmath 'contract' lets it fuse the polynomial's multiply-adds."""
     for q in range(a.shape[0]):
         a[q] = _sigmoid(a[q])
 
@@ -74,14 +77,17 @@ def sigmoid_run_(a):
 _CHUNK = 1 << 14  # elements per parallel iteration
 
 
-@njit(parallel=True, cache=True)
+_FLAGS = {"error_model": "numpy", "fastmath": {"contract"}}
+
+
+@njit(parallel=True, cache=True, **_FLAGS)
 def _sigmoid_flat(a):
     n = a.shape[0]
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         sigmoid_run_(a[c * _CHUNK : min(n, (c + 1) * _CHUNK)])
 
 
-@njit(cache=True)
+@njit(cache=True, **_FLAGS)
 def _sigmoid_flat_serial(a):
     sigmoid_run_(a)
 
