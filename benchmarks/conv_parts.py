@@ -2,6 +2,7 @@
 the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
     ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2] [--paths im2col,auto]
+                                          [--plane-run-min 1]
 
 --paths: `auto` is what Conv2D picks (ops/conv.py, conv_path: the pointwise path for 1x1 layers on planes of >= 256
 pixels, the small-plane kernels for stride-1 layers with few channels on small planes or thin layers on large ones,
@@ -71,6 +72,11 @@ def main() -> None:
     p.add_argument(
         "--paths", default="im2col,auto", help="comma-separated, from: im2col, auto, plane, winograd, direct"
     )
+    p.add_argument(
+        "--plane-run-min",
+        type=int,
+        help="cpu_plane.RUN_MIN: the plane kernels interleave samples whose run is shorter (1: sample by sample)",
+    )
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -80,6 +86,8 @@ def main() -> None:
     from minicnn.backend import cpu
     from minicnn.ops import conv
 
+    if args.plane_run_min is not None:
+        cpu.plane_conv.RUN_MIN = args.plane_run_min
     spent: dict[str, float] = collections.defaultdict(float)
 
     def timed(owner, name: str, label: str) -> None:

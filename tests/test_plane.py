@@ -32,7 +32,7 @@ def cases(draw):
     """A small stride-1 convolution: kernels 1-6 (so one, two and three taps are left after the groups of three),
     pads up to the kernel, outputs of one pixel and up, 1-5 channels each way (odd counts leave a channel without
     a partner)."""
-    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    n, c, o = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
     kernel, pad, size = [], [], []
     for _ in range(2):
         k = draw(st.integers(1, 6))
@@ -44,17 +44,23 @@ def cases(draw):
 
 
 # ---- the kernels ------------------------------------------------------------------------------------------
+# samples interleaved per block: the rule's choice (all of a small batch, here) or 1-3, which leaves a short last
+# block for most batch sizes
+INTERLEAVE = st.sampled_from([None, 1, 2, 3])
+
+
 @settings(max_examples=80, deadline=None)
 @given(case=cases(), act=st.sampled_from([None, "relu", "sigmoid"]), bias=st.booleans(), dtype=float_dtypes,
-       seed=SEEDS)  # fmt: skip
-def test_plane_forward_is_the_convolution_plus_bias_and_activation(case, act, bias, dtype, seed):
-    check_forward(case, act, bias, dtype, seed)
+       seed=SEEDS, nb=INTERLEAVE)  # fmt: skip
+def test_plane_forward_is_the_convolution_plus_bias_and_activation(case, act, bias, dtype, seed, nb):
+    check_forward(case, act, bias, dtype, seed, nb)
 
 
-def check_forward(case, act, bias, dtype, seed):
+def check_forward(case, act, bias, dtype, seed, nb=None):
     x, w, b, _ = arrays(case, seed, dtype)
     b = b if bias else None
-    got = plane.forward(x, w, b, act, case["stride"], case["pad"], out=np.full(_out_shape(case), np.nan, dtype))
+    out = np.full(_out_shape(case), np.nan, dtype)
+    got = plane.forward(x, w, b, act, case["stride"], case["pad"], out=out, nb=nb)
     want = ACTS[act](ref_conv(x.astype(np.float64), w.astype(np.float64), b, case["stride"], case["pad"]))
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, **tolerance(dtype))  # every output written, NaNs overwritten
@@ -66,14 +72,14 @@ def _out_shape(case):
 
 
 @settings(max_examples=80, deadline=None)
-@given(case=cases(), act=st.sampled_from([None, "relu", "sigmoid"]), dtype=float_dtypes, seed=SEEDS)
-def test_plane_backward_equals_act_grad_and_the_im2col_paths_gemm_and_col2im(case, act, dtype, seed):
+@given(case=cases(), act=st.sampled_from([None, "relu", "sigmoid"]), dtype=float_dtypes, seed=SEEDS, nb=INTERLEAVE)
+def test_plane_backward_equals_act_grad_and_the_im2col_paths_gemm_and_col2im(case, act, dtype, seed, nb):
     """With g = gy * act'(y): gb = the sum of g, gw = g2 @ cols^T and gx = col2im(W2^T @ g2), the im2col path's
     readable steps."""
-    check_backward(case, act, dtype, seed)
+    check_backward(case, act, dtype, seed, nb)
 
 
-def check_backward(case, act, dtype, seed):
+def check_backward(case, act, dtype, seed, nb=None):
     x, w, _, rng = arrays(case, seed, dtype)
     y = plane.forward(x, w, None, act, case["stride"], case["pad"])
     gy = rng.standard_normal(y.shape).astype(dtype)
@@ -86,12 +92,12 @@ def check_backward(case, act, dtype, seed):
     want_gx = cpu.col2im(w.reshape(o, -1).astype(np.float64).T @ g2, x.shape, *window)
 
     gx = np.full(x.shape, np.nan, dtype)
-    got_gw, got_gb = plane.backward(x, y, gy, act, w, case["stride"], case["pad"], gx)
+    got_gw, got_gb = plane.backward(x, y, gy, act, w, case["stride"], case["pad"], gx, nb=nb)
     assert got_gw.dtype == gx.dtype == dtype
     np.testing.assert_allclose(got_gw, want_gw, **tolerance(dtype))
     np.testing.assert_allclose(got_gb, g2.sum(axis=1), **tolerance(dtype))
     np.testing.assert_allclose(gx, want_gx, **tolerance(dtype))  # every pixel written, NaNs overwritten
-    without_gx = plane.backward(x, y, gy, act, w, case["stride"], case["pad"], None)
+    without_gx = plane.backward(x, y, gy, act, w, case["stride"], case["pad"], None, nb=nb)
     np.testing.assert_array_equal(without_gx[0], got_gw)  # the same sums, in the same order
 
 
@@ -106,9 +112,39 @@ def check_backward(case, act, dtype, seed):
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_plane_kernels_at_the_shapes_conv2d_gives_them(case, dtype):
-    """Planes long enough for the vectorised loops' full bodies, at LeNet's shapes."""
-    check_forward(case, "relu", True, dtype, 3)
-    check_backward(case, "sigmoid", dtype, 4)
+    """Planes long enough for the vectorised loops' full bodies, at LeNet's shapes; 2 samples a block leaves a
+    short last one."""
+    for nb in (None, 2):
+        check_forward(case, "relu", True, dtype, 3, nb)
+        check_backward(case, "sigmoid", dtype, 4, nb)
+
+
+def test_plane_kernels_interleave_the_samples_of_small_planes_only():
+    assert plane.interleave(256, (8, 8), (5, 5)) == plane.RUN_MIN // 92  # LeNet's 6 -> 16: runs of 92 pixels
+    assert plane.interleave(256, (24, 24), (5, 5)) == 1  # its 1 -> 6: 668
+    assert plane.interleave(3, (1, 1), (3, 3)) == 3  # no more than the batch
+    assert plane.interleave(256, (1, 1), (3, 3)) == plane.INTERLEAVE_MAX
+
+
+@pytest.mark.parametrize(("nb", "n"), [(2, 37), (3, 52), (4, 4)])
+def test_interleaving_samples_changes_no_output_and_no_input_gradient(nb, n):
+    """Every output and input-gradient pixel sums its terms in the same order whatever the block (only the weight
+    and bias gradients, sums over the batch, are added up in another order). With more groups of samples than
+    backward's 16 blocks, a block runs a full group, then the short last one, whose empty lanes must add
+    nothing: the weight gradient of 37 samples is the sum of 37 samples' terms."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, 3, 9, 10)).astype(np.float32)
+    w = (rng.standard_normal((4, 3, 3, 5)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    y1 = plane.forward(x, w, b, "sigmoid", (1, 1), (1, 2), nb=1)
+    np.testing.assert_array_equal(plane.forward(x, w, b, "sigmoid", (1, 1), (1, 2), nb=nb), y1)
+    gy = rng.standard_normal(y1.shape).astype(np.float32)
+    gx1, gx = np.empty_like(x), np.empty_like(x)
+    gw1, gb1 = plane.backward(x, y1, gy, "sigmoid", w, (1, 1), (1, 2), gx1, nb=1)
+    gw, gb = plane.backward(x, y1, gy, "sigmoid", w, (1, 1), (1, 2), gx, nb=nb)
+    np.testing.assert_array_equal(gx, gx1)
+    np.testing.assert_allclose(gw, gw1, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gb, gb1, rtol=1e-5, atol=1e-4)
 
 
 def test_plane_forward_keeps_a_nan_through_relu_and_keeps_it_inside_its_windows():

@@ -1,4 +1,4 @@
-"""numba kernels for the direct convolution of one sample's planes at a time (ops/conv.py picks them for stride-1
+"""numba kernels for the direct convolution of a few samples' planes at a time (ops/conv.py picks them for stride-1
 layers with few channels on small planes, LeNet's 1 -> 6 on 28x28 and 6 -> 16 on 12x12, and for thin layers on
 large planes, VGG's first ones: 1 -> 16 on 224x224 up to 64 -> 64 on 56x56).
 
@@ -11,8 +11,13 @@ a single contiguous run
     acc[q] += w[o, c, i, j] * xpad[n, c, q + i*WP + j]        for q in [0, L), L = (OH - 1)*WP + OW
 
 (WP = W + 2*PW). The WP - OW columns of each output row past OW are computed and thrown away; in exchange every
-loop is long and unit-stride, so LLVM vectorises it. Per iteration of the loops, two output channels and up to
-three taps of a window row (forward) or three output channels (the input gradient) share their loads.
+loop is unit-stride, so LLVM vectorises it. Per iteration of the loops, two output channels and up to three taps
+of a window row (forward) or three output channels (the input gradient) share their loads.
+
+On small planes one sample's run is short (LeNet's second layer: 92 pixels), and the loops' set-up, tails and
+per-sample passes cost as much as their work. There NB samples are interleaved, pixel by pixel, into one block:
+pixel p of sample n0 + l at p*NB + l. Every offset above is then multiplied by NB, and the run is NB times longer;
+nothing else changes, and each output still sums its terms in the same order (`interleave` picks NB).
 
     forward    y = act(b + sum over (c, i, j) of w[o, c, i, j] * xpad shifted by (i, j))
     backward   g = gy * act'(y), laid out in the same pitch (zeros in the thrown-away columns), then
@@ -38,25 +43,50 @@ from .shapes import out_size
 
 
 @njit(inline="always")
-def _run_and_plane(oh, ow, hp, wp):
-    """(run, plane): the run length the loops take, (OH - 1)*WP + OW rounded up to a multiple of 32, and the length
-    of a padded plane's buffer, HP*WP plus room for the rounding and for two taps past the window (_backward's
-    last group of three). LLVM's vector loops take 32 floats a pass and finish a run's last 1-31 one at a time:
-    on LeNet's 92-pixel runs that tail was a third of the work; the extra outputs are thrown away with the rest."""
-    exact = (oh - 1) * wp + ow
+def _run_and_plane(oh, ow, hp, wp, nb):
+    """(run, plane): the run length the loops take, ((OH - 1)*WP + OW)*NB rounded up to a multiple of 32, and the
+    length of a block's padded planes, HP*WP*NB plus room for the rounding and for two taps past the window
+    (_backward's last group of three). LLVM's vector loops take 32 floats a pass and finish a run's last 1-31 one
+    at a time; the extra outputs are thrown away with the rest."""
+    exact = ((oh - 1) * wp + ow) * nb
     run = (exact + 31) // 32 * 32
-    return run, hp * wp + run - exact + 2
+    return run, hp * wp * nb + run - exact + 2 * nb
 
 
 @njit(inline="always")
-def _pad_into(src, ph, pw, buf):
-    # src (C, H, W) into the interior of buf (C, >= HP*WP); buf's border was zeroed once and is never written
-    c_, h_, w_ = src.shape
+def _pack(x, n0, m, nb, ph, pw, buf):
+    # samples n0 .. n0+m-1 of x (N, C, H, W) into buf (C, >= HP*WP*NB), interleaved: pixel (r, s) of the padded
+    # plane of sample n0 + lane at (r*WP + s)*NB + lane. The border stays as the caller zeroed it, the lanes >= m
+    # of a short last block as the block before left them. Rows are read whole: they are contiguous in x.
+    c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
     wp = w_ + 2 * pw
-    for c in range(c_):
-        for r in range(h_):
-            at = (r + ph) * wp + pw
-            buf[c, at : at + w_] = src[c, r]
+    for lane in range(m):
+        for c in range(c_):
+            for r in range(h_):
+                src, at = x[n0 + lane, c, r], ((r + ph) * wp + pw) * nb + lane
+                if nb == 1:
+                    buf[c, at : at + w_] = src
+                else:
+                    dst = buf[c, at : at + w_ * nb]
+                    for s in range(w_):
+                        dst[s * nb] = src[s]
+
+
+@njit(inline="always")
+def _unpack_row(src, nb, dst):
+    # dst[s] = src[s*NB] for a row of dst (the lanes of one sample)
+    if nb == 1:
+        dst[:] = src[: dst.shape[0]]
+    else:
+        for s in range(dst.shape[0]):
+            dst[s] = src[s * nb]
+
+
+@njit(inline="always")
+def _blocks_of(n_, nb, most):
+    # (groups of NB samples, parallel blocks of groups): a fixed split, whatever the thread count
+    groups = (n_ + nb - 1) // nb
+    return groups, min(groups, most)
 
 
 # Loops of one, two and three taps for two output channels (a0, a1). Every run is a slice starting at index 0, so
@@ -86,23 +116,27 @@ def _taps3(a0, a1, wa, wb, s0, s1, s2):
         a1[q] += wb0 * s0[q] + wb1 * s1[q] + wb2 * s2[q]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")  # for the inlined sigmoid, see cpu_sigmoid.sigmoid_run_
-def _forward(x, wr, b, act, ph, pw, y):
-    # One parallel iteration per block of samples; for each sample, output channels two at a time, every tap
-    # added over the whole plane (the sum starts at the bias and adds the taps in (c, i, j) order).
+# error_model "numpy" for the inlined sigmoid (see cpu_sigmoid.sigmoid_run_); fastmath 'contract': fused
+# multiply-adds (the backward's input gradient, the same loops, ran 15-25 % faster with them)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _forward(x, wr, b, act, ph, pw, nb, y):
+    # One parallel iteration per block of groups of NB samples; for each group, output channels two at a time,
+    # every tap added over the whole run (the sum starts at the bias and adds the taps in (c, i, j) order).
     # wr: the weights as (pairs, C, KH, 2, KW), see _pairs
     n_, c_, h_, w_ = x.shape
     o_, kh, kw = y.shape[1], wr.shape[2], wr.shape[4]
     oh, ow = y.shape[2], y.shape[3]
     wp = w_ + 2 * pw
-    run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp)
+    run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp, nb)
     pairs = wr.shape[0]
-    blocks = min(n_, 64)
+    groups, blocks = _blocks_of(n_, nb, 64)
     for blk in prange(blocks):
         buf = np.zeros((c_, plane), dtype=y.dtype)
         acc = np.empty((2, run), dtype=y.dtype)
-        for n in range(blk * n_ // blocks, (blk + 1) * n_ // blocks):
-            _pad_into(x[n], ph, pw, buf)
+        for grp in range(blk * groups // blocks, (blk + 1) * groups // blocks):
+            n0 = grp * nb
+            m = min(nb, n_ - n0)
+            _pack(x, n0, m, nb, ph, pw, buf)  # a short last group's empty lanes: computed, never written out
             for pr in range(pairs):
                 acc[0, :] = b[2 * pr]
                 acc[1, :] = b[min(2 * pr + 1, o_ - 1)]
@@ -110,39 +144,39 @@ def _forward(x, wr, b, act, ph, pw, y):
                     for i in range(kh):
                         wa, wb = wr[pr, c, i, 0], wr[pr, c, i, 1]
                         for j in range(0, kw - 2, 3):  # three taps per pass
-                            at = i * wp + j
+                            at = (i * wp + j) * nb
                             s0, s1, s2 = (
                                 buf[c, at : at + run],
-                                buf[c, at + 1 : at + 1 + run],
-                                buf[c, at + 2 : at + 2 + run],
+                                buf[c, at + nb : at + nb + run],
+                                buf[c, at + 2 * nb : at + 2 * nb + run],
                             )
                             _taps3(acc[0], acc[1], wa[j:], wb[j:], s0, s1, s2)
                         j = kw - kw % 3  # then the one or two left
-                        at = i * wp + j
+                        at = (i * wp + j) * nb
                         if kw % 3 == 2:
-                            _taps2(acc[0], acc[1], wa[j:], wb[j:], buf[c, at : at + run], buf[c, at + 1 : at + 1 + run])
+                            s0, s1 = buf[c, at : at + run], buf[c, at + nb : at + nb + run]
+                            _taps2(acc[0], acc[1], wa[j:], wb[j:], s0, s1)
                         elif kw % 3 == 1:
                             _taps1(acc[0], acc[1], wa[j:], wb[j:], buf[c, at : at + run])
                 for k in range(min(2, o_ - 2 * pr)):
                     if act == 2:  # float32 only (see forward); the thrown-away columns too, it is one long run
                         sigmoid_run_(acc[k])
-                    for oy in range(oh):
-                        dst, src = y[n, 2 * pr + k, oy], acc[k, oy * wp : oy * wp + ow]
-                        if act == 1:
-                            for q in range(ow):
-                                v = src[q]
-                                dst[q] = v if not v <= 0 else 0  # max(v, 0), and a NaN stays NaN
-                        else:
-                            dst[:] = src
+                    elif act == 1:
+                        for q in range(run):
+                            v = acc[k, q]
+                            acc[k, q] = v if not v <= 0 else 0  # max(v, 0), and a NaN stays NaN
+                    for lane in range(m):
+                        for oy in range(oh):
+                            _unpack_row(acc[k, oy * wp * nb + lane :], nb, y[n0 + lane, 2 * pr + k, oy])
 
 
-# _backward's fixed number of blocks of samples, each with its own partial sums (float64), added up in order
+# _backward's fixed number of blocks of sample groups, each with its own partial sums (float64), added up in order
 _BLOCKS = 16
 
 
 @njit(inline="always")
 def _dots3(ga, gb, s0, s1, s2):
-    # the six dot products of two gradient planes with three tap runs, sharing their loads
+    # the six dot products of two gradient runs with three tap runs, sharing their loads
     a0 = a1 = a2 = b0 = b1 = b2 = ga.dtype.type(0)
     for q in range(ga.shape[0]):
         a0 += ga[q] * s0[q]
@@ -155,48 +189,57 @@ def _dots3(ga, gb, s0, s1, s2):
 
 
 @njit(inline="always")
-def _act_grad_into(y, gy, act, wp, gp):
-    # gp[o] in the padded pitch = gy * act'(y) for one sample (act 0: none, 1: relu, 2: sigmoid), the extra columns
-    # left at 0; returns nothing, the bias gradient is summed from gp by the caller
-    o_, oh, ow = y.shape
+def _act_grad_into(y, gy, act, n0, m, nb, wp, gp):
+    # gp[o] in the block's interleaved pitch = gy * act'(y) for samples n0 .. n0+m-1 (act 0: none, 1: relu,
+    # 2: sigmoid); the extra columns and the lanes >= m stay as the caller zeroed them. The bias gradient is
+    # summed from gp by the caller.
+    o_, oh, ow = y.shape[1], y.shape[2], y.shape[3]
     one = gp.dtype.type(1)
-    for o in range(o_):
-        for oy in range(oh):
-            dst, yr, gr = gp[o, oy * wp : oy * wp + ow], y[o, oy], gy[o, oy]
-            for q in range(ow):
-                if act == 1:
-                    dst[q] = gr[q] * (one if yr[q] > 0 else 0)
-                elif act == 2:
-                    dst[q] = (one - yr[q]) * yr[q] * gr[q]
-                else:
-                    dst[q] = gr[q]
+    for lane in range(m):
+        for o in range(o_):
+            for oy in range(oh):
+                yr, gr = y[n0 + lane, o, oy], gy[n0 + lane, o, oy]
+                dst = gp[o, oy * wp * nb + lane :]
+                for ox in range(ow):
+                    if act == 1:
+                        v = gr[ox] * (one if yr[ox] > 0 else 0)
+                    elif act == 2:
+                        v = (one - yr[ox]) * yr[ox] * gr[ox]
+                    else:
+                        v = gr[ox]
+                    dst[ox * nb] = v
 
 
-# fastmath 'reassoc' only: it lets LLVM split each dot product over vector lanes (a fixed order for this compiled
-# code, so still deterministic); without it a float sum runs one element at a time.
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _backward(x, y, gy, act, wt, ph, pw, want_gx, gx, part, gb_part):
-    # One parallel iteration per block of samples. For each sample: the activation's gradient g, laid out in the
-    # padded pitch (gp); the bias gradient and the weight gradient into the block's partial sums (dot products of
-    # g with the tap runs of the padded input); and, when want_gx, the input gradient as the adjoint of _forward,
-    # a scatter: each tap adds w * g back onto the run of padded input pixels it read, for two input channels and
-    # up to three output channels per pass, in (c, i, j, o) order. The padded plane's border collects what fell
-    # into the padding and is dropped. wt: the weights as (pairs, KH, KW, 2, O), see _pairs.
+# fastmath 'reassoc' lets LLVM split each dot product over vector lanes (a fixed order for this compiled code, so
+# still deterministic); without it a float sum runs one element at a time. 'contract': fused multiply-adds.
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def _backward(x, y, gy, act, wt, ph, pw, nb, want_gx, gx, part, gb_part):
+    # One parallel iteration per block of groups of NB samples. For each group: the activation's gradient g, laid
+    # out in the interleaved padded pitch (gp); the bias gradient and the weight gradient into the block's partial
+    # sums (dot products of g with the tap runs of the padded input); and, when want_gx, the input gradient as the
+    # adjoint of _forward, a scatter: each tap adds w * g back onto the run of padded input pixels it read, for
+    # two input channels and up to three output channels per pass, in (c, i, j, o) order. The padded plane's
+    # border collects what fell into the padding and is dropped. wt: the weights as (pairs, KH, KW, 2, O), see
+    # _pairs.
     n_, c_, h_, w_ = x.shape
     o_, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
     kh, kw = wt.shape[1], wt.shape[2]
     wp = w_ + 2 * pw
-    run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp)
+    run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp, nb)
     pairs, in_pairs = (o_ + 1) // 2, wt.shape[0]
-    groups = (kw + 2) // 3
-    blocks = part.shape[0]
+    tap_groups = (kw + 2) // 3
+    groups, blocks = _blocks_of(n_, nb, part.shape[0])
     for blk in prange(blocks):
         xp = np.zeros((c_, plane), dtype=gy.dtype)  # the last group of three taps may run past KW: dropped
         gp = np.zeros((2 * pairs, run), dtype=gy.dtype)  # an odd last channel's partner stays 0
         gxp = np.empty((2 * in_pairs, plane), dtype=gy.dtype)
-        for n in range(blk * n_ // blocks, (blk + 1) * n_ // blocks):
-            _pad_into(x[n], ph, pw, xp)
-            _act_grad_into(y[n], gy[n], act, wp, gp)
+        for grp in range(blk * groups // blocks, (blk + 1) * groups // blocks):
+            n0 = grp * nb
+            m = min(nb, n_ - n0)
+            if m < nb:  # a short last group: its empty lanes' gradients must add nothing (their inputs, another
+                gp[:, :] = 0  # sample's of this batch, are then multiplied by 0 only)
+            _pack(x, n0, m, nb, ph, pw, xp)
+            _act_grad_into(y, gy, act, n0, m, nb, wp, gp)
             for o in range(o_):
                 total = 0.0
                 for q in range(run):
@@ -205,9 +248,10 @@ def _backward(x, y, gy, act, wt, ph, pw, want_gx, gx, part, gb_part):
             for pr in range(pairs):
                 for c in range(c_):
                     for i in range(kh):
-                        for jg in range(groups):
-                            at = i * wp + 3 * jg
-                            sums = _dots3(gp[2 * pr], gp[2 * pr + 1], xp[c, at:], xp[c, at + 1 :], xp[c, at + 2 :])
+                        for jg in range(tap_groups):
+                            at = (i * wp + 3 * jg) * nb
+                            s0, s1, s2 = xp[c, at:], xp[c, at + nb :], xp[c, at + 2 * nb :]
+                            sums = _dots3(gp[2 * pr], gp[2 * pr + 1], s0, s1, s2)
                             for k in range(6):
                                 part[blk, 2 * pr + k // 3, c, i, 3 * jg + k % 3] += sums[k]
             if not want_gx:
@@ -216,7 +260,7 @@ def _backward(x, y, gy, act, wt, ph, pw, want_gx, gx, part, gb_part):
             for pr in range(in_pairs):
                 for i in range(kh):
                     for j in range(kw):
-                        at = i * wp + j
+                        at = (i * wp + j) * nb
                         d0, d1 = gxp[2 * pr, at : at + run], gxp[2 * pr + 1, at : at + run]
                         wa, wb = wt[pr, i, j, 0], wt[pr, i, j, 1]
                         for o in range(0, o_ - 2, 3):
@@ -226,10 +270,10 @@ def _backward(x, y, gy, act, wt, ph, pw, want_gx, gx, part, gb_part):
                             _taps2(d0, d1, wa[o:], wb[o:], gp[o], gp[o + 1])
                         elif o_ % 3 == 1:
                             _taps1(d0, d1, wa[o:], wb[o:], gp[o])
-            for c in range(c_):
-                for r in range(h_):
-                    at = (r + ph) * wp + pw
-                    gx[n, c, r] = gxp[c, at : at + w_]
+            for lane in range(m):
+                for c in range(c_):
+                    for r in range(h_):
+                        _unpack_row(gxp[c, ((r + ph) * wp + pw) * nb + lane :], nb, gx[n0 + lane, c, r])
 
 
 def _pairs(w: np.ndarray, axis: int, dtype) -> np.ndarray:
@@ -256,30 +300,58 @@ def _check_channels(x, w, what: str):
         raise ValueError(f"{what}: x {x.shape} and w {w.shape} must be (N, C, H, W) and (O, C, KH, KW)")
 
 
-def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str | None, stride, pad, out=None) -> np.ndarray:
+# Samples are interleaved when one sample's run is shorter than RUN_MIN: RUN_MIN // run of them (LeNet's second
+# layer, 92 pixels a sample: 11; its first, 668: 1, as VGG's large planes). On LeNet's 6 -> 16 layer at batch 256,
+# with 4 to 16 samples a block, forward took 2.5-3.1 ms against 4.3 sample by sample, backward 4.1-4.6 against 6.1
+# (`/tmp`-free: `benchmarks/kernels.py`'s plane rows); on its 1 -> 6 layer 2 samples a block were slower.
+RUN_MIN = 1024
+INTERLEAVE_MAX = 16
+
+
+def interleave(n: int, out_hw, kernel) -> int:
+    """How many samples the kernels interleave for a layer of these shapes (see RUN_MIN)."""
+    (oh, ow), kw = out_hw, kernel[1]
+    per_sample = (oh - 1) * (ow + kw - 1) + ow  # stride 1: the padded row pitch WP is OW + KW - 1
+    return max(1, min(n, INTERLEAVE_MAX, RUN_MIN // per_sample))
+
+
+def forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str | None, stride, pad, out=None, nb: int | None = None
+) -> np.ndarray:
     """x: (N, C, H, W), w: (O, C, KH, KW), b: (O,) or None -> out (N, O, OH, OW) = act(conv(x, w) + b); act None,
-    'relu' or 'sigmoid'. Stride 1."""
+    'relu' or 'sigmoid'. Stride 1. nb: samples interleaved per block (default: `interleave`)."""
     _check_window(stride, "plane conv forward")
     _check_channels(x, w, "plane conv forward")
     (n, _, h, wd), (o, _, kh, kw), (ph, pw) = x.shape, w.shape, pad
-    y = _output(out, (n, o, out_size(h, kh, 1, ph), out_size(wd, kw, 1, pw)), x.dtype, "plane conv forward")
+    out_hw = (out_size(h, kh, 1, ph), out_size(wd, kw, 1, pw))
+    y = _output(out, (n, o, *out_hw), x.dtype, "plane conv forward")
     bias = np.zeros(o, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    nb = nb or interleave(n, out_hw, (kh, kw))
     # the sigmoid is fused for float32 (cpu_sigmoid's exp is a float32 one), a pass of its own for float64
     fused = act != "sigmoid" or x.dtype == np.float32
     code = _ACT_CODE[act if fused else None]
-    _forward(np.ascontiguousarray(x), _pairs(w, 0, x.dtype), bias, code, ph, pw, y)
+    _forward(np.ascontiguousarray(x), _pairs(w, 0, x.dtype), bias, code, ph, pw, nb, y)
     if not fused:
         sigmoid_after(act, y)
     return y
 
 
 def backward(
-    x: np.ndarray, y: np.ndarray, gy: np.ndarray, act: str | None, w: np.ndarray, stride, pad, gx: np.ndarray | None
+    x: np.ndarray,
+    y: np.ndarray,
+    gy: np.ndarray,
+    act: str | None,
+    w: np.ndarray,
+    stride,
+    pad,
+    gx: np.ndarray | None,
+    nb: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The layer's backward in one pass: x (N, C, H, W), its output y and head gradient gy (N, O, OH, OW), act None,
     'relu' or 'sigmoid' (y is only read for them), w (O, C, KH, KW) -> (gw (O, C, KH, KW), gb (O,)), and the input
     gradient written into gx (N, C, H, W) when it is given. With g = gy * act'(y):
-        gb[o] = sum of g[:, o];   gw = the dot products of g with the tap runs of x;   gx = the adjoint of forward."""
+        gb[o] = sum of g[:, o];   gw = the dot products of g with the tap runs of x;   gx = the adjoint of forward.
+    nb: samples interleaved per block (default: `interleave`)."""
     _check_window(stride, "plane conv backward")
     _check_channels(x, w, "plane conv backward")
     (n, c, h, wd), (o, _, kh, kw), (ph, pw) = x.shape, w.shape, pad
@@ -287,12 +359,13 @@ def backward(
     if gy.shape != out_shape or y.shape != out_shape:
         raise ValueError(f"plane conv backward: gy {gy.shape} and y {y.shape} must be {out_shape}, x's output")
     dtype = x.dtype  # the layer's: a head gradient may come in another float type
-    blocks = min(n, _BLOCKS)
+    nb = nb or interleave(n, out_shape[2:], (kh, kw))
+    blocks = min(-(-n // nb), _BLOCKS)
     part = np.zeros((blocks, (o + 1) // 2 * 2, c, kh, (kw + 2) // 3 * 3), dtype=np.float64)
     gb_part = np.zeros((blocks, o), dtype=np.float64)
     want_gx = gx is not None
     gx = _output(gx, x.shape, dtype, "plane conv backward") if want_gx else np.empty((0, c, h, wd), dtype)
     args = (np.ascontiguousarray(a, dtype=dtype) for a in (x, y, gy))
-    _backward(*args, _ACT_CODE[act], _pairs(w, 1, dtype), ph, pw, want_gx, gx, part, gb_part)
+    _backward(*args, _ACT_CODE[act], _pairs(w, 1, dtype), ph, pw, nb, want_gx, gx, part, gb_part)
     gw = part.sum(axis=0)[:o, :, :, :kw].astype(dtype)  # blocks added in order; the dropped taps cut off
     return gw, gb_part.sum(axis=0)
