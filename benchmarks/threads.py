@@ -50,9 +50,8 @@ def median_us(f, repeats, pause):
     return statistics.median(times) * 1e6
 
 repeats = int(sys.argv[1])
-out = {"layer": None, "back to back": median_us(par, repeats, 0), "after 2 ms idle": median_us(par, repeats // 4, 0.002),
-       "serial": median_us(ser, repeats, 0)}
-out["layer"] = numba.threading_layer()
+out = {"back to back": median_us(par, repeats, 0), "after 2 ms idle": median_us(par, repeats // 4, 0.002)}
+out.update(serial=median_us(ser, repeats, 0), layer=numba.threading_layer())
 print("RESULT " + json.dumps(out))
 """
 

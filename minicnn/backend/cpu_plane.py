@@ -73,13 +73,18 @@ def _pack(x, n0, m, nb, ph, pw, buf):
 
 
 @njit(inline="always")
-def _unpack_row(src, nb, dst):
-    # dst[s] = src[s*NB] for a row of dst (the lanes of one sample)
+def _unpack_row(src, nb, relu, dst):
+    # dst[s] = src[s*NB] for a row of dst (the lanes of one sample), through max(v, 0) when relu (a NaN stays
+    # NaN). Two loops: with NB = 1 both sides are contiguous and LLVM vectorises it.
+    zero = dst.dtype.type(0)
     if nb == 1:
-        dst[:] = src[: dst.shape[0]]
+        for s in range(dst.shape[0]):
+            v = src[s]
+            dst[s] = v if not (relu and v <= 0) else zero
     else:
         for s in range(dst.shape[0]):
-            dst[s] = src[s * nb]
+            v = src[s * nb]
+            dst[s] = v if not (relu and v <= 0) else zero
 
 
 @njit(inline="always")
@@ -161,13 +166,9 @@ def _forward(x, wr, b, act, ph, pw, nb, y):
                 for k in range(min(2, o_ - 2 * pr)):
                     if act == 2:  # float32 only (see forward); the thrown-away columns too, it is one long run
                         sigmoid_run_(acc[k])
-                    elif act == 1:
-                        for q in range(run):
-                            v = acc[k, q]
-                            acc[k, q] = v if not v <= 0 else 0  # max(v, 0), and a NaN stays NaN
                     for lane in range(m):
                         for oy in range(oh):
-                            _unpack_row(acc[k, oy * wp * nb + lane :], nb, y[n0 + lane, 2 * pr + k, oy])
+                            _unpack_row(acc[k, oy * wp * nb + lane :], nb, act == 1, y[n0 + lane, 2 * pr + k, oy])
 
 
 # _backward's fixed number of blocks of sample groups, each with its own partial sums (float64), added up in order
@@ -189,25 +190,32 @@ def _dots3(ga, gb, s0, s1, s2):
 
 
 @njit(inline="always")
+def _act_grad_row(act, yr, gr, one, zero, dst):
+    for ox in range(dst.shape[0]):
+        if act == 1:
+            dst[ox] = gr[ox] if yr[ox] > 0 else zero
+        elif act == 2:
+            dst[ox] = (one - yr[ox]) * yr[ox] * gr[ox]
+        else:
+            dst[ox] = gr[ox]
+
+
+@njit(inline="always")
 def _act_grad_into(y, gy, act, n0, m, nb, wp, gp):
     # gp[o] in the block's interleaved pitch = gy * act'(y) for samples n0 .. n0+m-1 (act 0: none, 1: relu,
     # 2: sigmoid); the extra columns and the lanes >= m stay as the caller zeroed them. The bias gradient is
-    # summed from gp by the caller.
+    # summed from gp by the caller. Without interleaving (NB = 1) a row of gp is contiguous: a vector loop.
     o_, oh, ow = y.shape[1], y.shape[2], y.shape[3]
-    one = gp.dtype.type(1)
+    one, zero = gp.dtype.type(1), gp.dtype.type(0)
     for lane in range(m):
         for o in range(o_):
             for oy in range(oh):
                 yr, gr = y[n0 + lane, o, oy], gy[n0 + lane, o, oy]
-                dst = gp[o, oy * wp * nb + lane :]
-                for ox in range(ow):
-                    if act == 1:
-                        v = gr[ox] * (one if yr[ox] > 0 else 0)
-                    elif act == 2:
-                        v = (one - yr[ox]) * yr[ox] * gr[ox]
-                    else:
-                        v = gr[ox]
-                    dst[ox * nb] = v
+                at = oy * wp * nb + lane
+                if nb == 1:
+                    _act_grad_row(act, yr, gr, one, zero, gp[o, at : at + ow])
+                else:
+                    _act_grad_row(act, yr, gr, one, zero, gp[o, at : at + (ow - 1) * nb + 1 : nb])
 
 
 # fastmath 'reassoc' lets LLVM split each dot product over vector lanes (a fixed order for this compiled code, so
@@ -273,7 +281,7 @@ def _backward(x, y, gy, act, wt, ph, pw, nb, want_gx, gx, part, gb_part):
             for lane in range(m):
                 for c in range(c_):
                     for r in range(h_):
-                        _unpack_row(gxp[c, ((r + ph) * wp + pw) * nb + lane :], nb, gx[n0 + lane, c, r])
+                        _unpack_row(gxp[c, ((r + ph) * wp + pw) * nb + lane :], nb, False, gx[n0 + lane, c, r])
 
 
 def _pairs(w: np.ndarray, axis: int, dtype) -> np.ndarray:
