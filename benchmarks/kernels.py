@@ -144,9 +144,33 @@ def main() -> None:
         old_pool(xp, *window, y_old, idx_old)
         assert np.array_equal(yp, y_old) and np.array_equal(idx, idx_old)
         k, s = window[0][0], window[1][0]
-        row(f"max pool {k}x{k}/{s} forward, {what}: runs | windows",
+        new = "2x2 kernel" if window == ((2, 2), (2, 2), (0, 0)) else "runs"
+        row(f"max pool {k}x{k}/{s} forward, {what}: {new} | windows",
             lambda xp=xp, window=window: cpu.max_pool_forward(xp, *window),
             lambda xp=xp, window=window, y=y_old, i=idx_old: old_pool(xp, *window, y, i))  # fmt: skip
+
+    # LeNet's pools, 2x2 stride 2: the kernel for those windows | the general one (runs)
+    def general_pool(xp, window):
+        cpu.USE_POOL_2X2 = False
+        try:
+            return cpu.max_pool_forward(xp, *window)
+        finally:
+            cpu.USE_POOL_2X2 = True
+
+    for what, shape in [("LeNet pool0", (256, 6, 24, 24)), ("LeNet pool1", (256, 16, 8, 8))]:
+        xp = rng.random(shape, dtype=np.float32)
+        window = ((2, 2), (2, 2), (0, 0))
+        row(f"max pool 2x2/2 forward, {what}: 2x2 kernel | runs",
+            lambda xp=xp, window=window: cpu.max_pool_forward(xp, *window),
+            lambda xp=xp, window=window: general_pool(xp, window))  # fmt: skip
+
+    # The sigmoid of LeNet conv0's output, in place (from a copy, both sides): cpu_sigmoid | NumPy's formula
+    xs = rng.standard_normal((256, 6, 24, 24), dtype=np.float32)
+    ys = np.empty_like(xs)
+    row("sigmoid, LeNet conv0's output, copy + in place: kernel | NumPy",
+        lambda: cpu.sigmoid_((np.copyto(ys, xs), ys)[1]),
+        lambda: epilogue.sigmoid_((np.copyto(ys, xs), ys)[1], np))  # fmt: skip
+
     xp = rng.random((128, 96, 54, 54), dtype=np.float32)
     yp, idx = cpu.max_pool_forward(xp, (3, 3), (2, 2), (0, 0))
     gp = rng.random(yp.shape, dtype=np.float32)

@@ -365,6 +365,29 @@ def test_max_pool_matches_the_reference_across_stacked_plane_groups(shape, kerne
     np.testing.assert_array_equal(idx, ridx)
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 8, 8), (2, 3, 7, 9), (1, 1, 2, 2), (2, 1, 24, 24)])
+def test_max_pool_2x2_kernel_matches_the_general_kernel_with_ties_nans_and_odd_sizes(shape, monkeypatch):
+    """2x2 windows with stride 2 and no padding have a kernel of their own; odd sizes drop the last row or column.
+    Small integers make ties common; NaNs and infinities are placed in every position of a window."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)
+    specials = rng.random(shape)
+    x[specials < 0.05] = np.nan
+    x[(specials >= 0.05) & (specials < 0.08)] = -np.inf
+    x[(specials >= 0.08) & (specials < 0.1)] = np.inf
+    got = cpu.max_pool_forward(x, (2, 2), (2, 2), (0, 0))
+    monkeypatch.setattr(cpu, "USE_POOL_2X2", False)
+    want = cpu.max_pool_forward(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    x[np.isnan(x)] = 1.0  # the reference's argmax lets a NaN win anywhere: compare it on the rest
+    ref_y, ref_idx = ref_max_pool(x, (2, 2), (2, 2), (0, 0))
+    monkeypatch.setattr(cpu, "USE_POOL_2X2", True)
+    got = cpu.max_pool_forward(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(got[0], ref_y)
+    np.testing.assert_array_equal(got[1], ref_idx)
+
+
 def test_max_pool_with_padding_never_picks_the_padding():
     # All inputs negative: a zero-padded implementation would return 0 at the border windows.
     x = -1.0 - np.arange(25.0).reshape(1, 1, 5, 5)

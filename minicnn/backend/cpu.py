@@ -480,6 +480,34 @@ def act_grad(y: np.ndarray, gy: np.ndarray, act: str | None, out: np.ndarray, gb
     return out
 
 
+@njit(parallel=True, cache=True)
+def _max_pool_2x2_fwd(x, out, idx):
+    # 2x2 windows, stride 2, no padding (LeNet's and VGG's pools): the windows tile the plane, so the four pixels
+    # are read where they are, no -inf frame, no run. The same scan as the general kernel: from the first pixel,
+    # a later one wins only if strictly greater, so ties keep the first maximum and a NaN wins only as the first.
+    n_, c_, h_, w_ = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    planes = n_ * c_
+    xs, ys, ids = x.reshape(planes, h_, w_), out.reshape(planes, oh, ow), idx.reshape(planes, oh, ow)
+    chunks = min(planes, 64)
+    for chunk in prange(chunks):
+        for p in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
+            for y in range(oh):
+                top, bottom, dst, arg = xs[p, 2 * y], xs[p, 2 * y + 1], ys[p, y], ids[p, y]
+                base = 2 * y * w_
+                for xo in range(ow):
+                    j = np.uint64(2 * xo)  # unsigned: no negative-index test in the loop
+                    best, at = top[j], 0
+                    if top[j + 1] > best:
+                        best, at = top[j + 1], 1
+                    if bottom[j] > best:
+                        best, at = bottom[j], w_
+                    if bottom[j + 1] > best:
+                        best, at = bottom[j + 1], w_ + 1
+                    dst[xo] = best
+                    arg[xo] = base + 2 * xo + at
+
+
 def max_pool_forward(x: np.ndarray, kernel, stride, pad) -> tuple[np.ndarray, np.ndarray]:
     """x: (N, C, H, W) -> (y: (N, C, OH, OW), idx: int32 position of each window's first maximum)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
@@ -489,8 +517,17 @@ def max_pool_forward(x: np.ndarray, kernel, stride, pad) -> tuple[np.ndarray, np
     shape = (n, c, out_size(h, kh, sh, ph), out_size(w, kw, sw, pw))
     y = np.empty(shape, dtype=x.dtype)
     idx = np.empty(shape, dtype=np.int32)
-    _max_pool_fwd(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, y, idx)
+    if (tuple(kernel), tuple(stride), tuple(pad)) == ((2, 2), (2, 2), (0, 0)) and USE_POOL_2X2:
+        _max_pool_2x2_fwd(np.ascontiguousarray(x), y, idx)
+    else:
+        _max_pool_fwd(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, y, idx)
     return y, idx
+
+
+# The 2x2 stride-2 kernel above, for the most common pool; False sends it to the general kernel (the tests compare
+# the two). On LeNet's pools it took 0.43 and 0.19 ms against 1.12 and 0.50 (`benchmarks/kernels.py`), on VGG-11's
+# first (batch 32, 224x224) about what the general one takes.
+USE_POOL_2X2 = True
 
 
 def max_pool_backward(gy: np.ndarray, idx: np.ndarray, x_shape, kernel=None, stride=None, pad=None) -> np.ndarray:
