@@ -310,8 +310,8 @@ def _check_channels(x, w, what: str):
 
 # Samples are interleaved when one sample's run is shorter than RUN_MIN: RUN_MIN // run of them (LeNet's second
 # layer, 92 pixels a sample: 11; its first, 668: 1, as VGG's large planes). On LeNet's 6 -> 16 layer at batch 256,
-# with 4 to 16 samples a block, forward took 2.5-3.1 ms against 4.3 sample by sample, backward 4.1-4.6 against 6.1
-# (`/tmp`-free: `benchmarks/kernels.py`'s plane rows); on its 1 -> 6 layer 2 samples a block were slower.
+# with 4 to 16 samples a block, forward took 2.5-3.1 ms against 3.9-4.4 sample by sample, backward 4.1-5.7 against
+# 5.8-7.0 (benchmarks/RESULTS.md, session 7); on its 1 -> 6 layer 2 samples a block were slower.
 RUN_MIN = 1024
 INTERLEAVE_MAX = 16
 
