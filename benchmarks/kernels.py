@@ -115,6 +115,30 @@ def main() -> None:
     row("col2im, conv1 chunk: into the gradient | fresh array", lambda: cpu.col2im(cols, x.shape, *window, out=dx),
         lambda: cpu.col2im(cols, x.shape, *window))  # fmt: skip
 
+    # Stride-1 windows: the framed kernels | the general ones (cpu.USE_FRAMED), at AlexNet conv1's chunk above and
+    # at GoogLeNet's 5x5 layer on 12x12 planes (32 channels, whole batch)
+    def general(f):
+        def run():
+            cpu.USE_FRAMED = False
+            try:
+                f()
+            finally:
+                cpu.USE_FRAMED = True
+
+        return run
+
+    xg = rng.random((128, 32, 12, 12), dtype=np.float32)
+    wg = ((5, 5), (1, 1), (2, 2))
+    cg, dg = cpu.im2col(xg, *wg), np.empty_like(xg)
+    for what, xs, win, cs, ds in [
+        ("AlexNet conv1 chunk", x, window, cols, dx),
+        ("GoogLeNet 5x5 on 12x12", xg, wg, cg, dg),
+    ]:
+        im = lambda xs=xs, win=win, cs=cs: cpu.im2col(xs, *win, out=cs)  # noqa: E731
+        c2i = lambda xs=xs, win=win, cs=cs, ds=ds: cpu.col2im(cs, xs.shape, *win, out=ds)  # noqa: E731
+        row(f"im2col, {what}: framed | general", im, general(im))
+        row(f"col2im, {what}: framed | general", c2i, general(c2i))
+
     # The epilogues at AlexNet conv0's chunk (23 samples, 96 channels, 54x54): fused kernel | plain NumPy
     n, o, q = 23, 96, 54 * 54
     y2 = rng.standard_normal((o, n * q), dtype=np.float32)

@@ -185,6 +185,28 @@ def test_col2im_matches_the_reference_scatter_add(case, dtype, seed):
     np.testing.assert_allclose(dx, ref_col2im(cols, case["shape"], k, s, p), **tolerance(dtype))
 
 
+@settings(max_examples=100)
+@given(case=window_cases(max_stride=1, max_kernel=5), dtype=float_dtypes, seed=SEEDS)
+@example(case=window((2, 3, 12, 12), (5, 5), (1, 1), (2, 2)), dtype=np.float32, seed=0)  # GoogLeNet's 5x5 layers
+@example(case=window((1, 2, 3, 4), (3, 3), (1, 1), (3, 1)), dtype=np.float64, seed=0)  # padding past the kernel
+def test_framed_stride_1_kernels_equal_the_general_ones_bit_for_bit_and_the_reference(case, dtype, seed):
+    """im2col and col2im with stride 1 frame each plane with zeros first (cpu.USE_FRAMED); the general kernels clip
+    each window row instead. Same copies, and the same additions in the same order: equal, not just close."""
+    k, s, p = case["kernel"], case["stride"], case["pad"]
+    n, c, h, w = case["shape"]
+    oh, ow = ref_out_hw(h, w, k, s, p)
+    x = rand(case["shape"], dtype, seed)
+    cols = rand((c * k[0] * k[1], n * oh * ow), dtype, seed + 1)
+    framed = cpu.im2col(x, k, s, p), cpu.col2im(cols, case["shape"], k, s, p)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cpu, "USE_FRAMED", False)
+        general = cpu.im2col(x, k, s, p), cpu.col2im(cols, case["shape"], k, s, p)
+    np.testing.assert_array_equal(framed[0], general[0])
+    np.testing.assert_array_equal(framed[1], general[1])
+    np.testing.assert_array_equal(framed[0], ref_im2col(x, k, s, p))
+    np.testing.assert_allclose(framed[1], ref_col2im(cols, case["shape"], k, s, p), **tolerance(dtype))
+
+
 @settings(max_examples=150)
 @given(case=window_cases(), dtype=float_dtypes, seed=SEEDS)
 @with_edge_cases
