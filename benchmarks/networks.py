@@ -10,6 +10,11 @@ and labels at the chapter's input size and batch size; throughput does not depen
 asynchronous, so its step ends with nd.waitall(). Reported: images per second from the median step time, and
 the process's peak resident memory (ru_maxrss).
 
+--rounds R (default 1) runs each network's frameworks R times over, one after another, the order rotated each
+round, so that a slow minute of the machine (its speed drifts by 10-30 % here) falls on all of them alike. Then
+images/s is from the median of every timed step of all rounds, peak RSS is the largest of the rounds, and a line
+per network under the table gives each round's own ratios.
+
 For AlexNet and VGG-11 a further minicnn process measures the convolution layers' rate (GFLOP/s over their
 forward and backward, from a per-layer profile of one step) and NumPy's own float32 GEMM rate (3072^3, best of
 3) with the same BLAS and threads: the speed issue asks for conv >= 70% of GEMM. The conv FLOPs are the direct
@@ -342,6 +347,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def merge_rounds(runs: list) -> dict | None:
+    """One result from a framework's rounds: all their timed steps, the largest peak RSS (None if every round
+    failed)."""
+    ok = [r for r in runs if r]
+    if not ok:
+        return None
+    merged = dict(ok[0])
+    merged["step_sec"] = [t for r in ok for t in r["step_sec"]]
+    merged["peak_rss_mib"] = max(r["peak_rss_mib"] for r in ok)
+    return merged
+
+
 def img_per_sec(r: dict | None) -> float | None:
     return r["batch"] / statistics.median(r["step_sec"]) if r else None
 
@@ -356,6 +373,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed training steps per network (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (numba compilation, MKLDNN set-up)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS/OpenMP/numba threads per process")
+    p.add_argument("--rounds", type=int, default=1, help="alternating runs of each network's frameworks (see above)")
     p.add_argument("--batch-size", type=int, help="override every network's batch size (quick runs)")
     p.add_argument("--resize", type=int, help="override every network's input side (quick runs)")
     p.add_argument("--device", default="cpu", help="minicnn's device (MXNet and PyTorch run on the CPU)")
@@ -386,16 +404,27 @@ def main() -> None:
         f"MXNet: {versions(args.mxnet_python, ('mxnet', 'numpy'))}"
         + (f"; PyTorch: {versions(args.torch_python, ('torch',))}" if "torch" in frameworks else "")
     )
-    print(f"# {args.warmup} warm-up + {args.steps} timed steps; images/s from the median step time")
-    results = {}
+    rounds = max(1, args.rounds)
+    print(
+        f"# {args.warmup} warm-up + {args.steps} timed steps"
+        + (f", {rounds} alternating rounds" if rounds > 1 else "")
+        + "; images/s from the median step time"
+    )
+    results, per_round = {}, {}
     for case in cases:
         # numba compiles minicnn's kernels on first use and caches them on disk; compiling takes far more memory
         # than running, so a run right after a code change would count it in minicnn's peak RSS. A short run at
         # batch 2 (same input size, so the same convolution paths and kernels) fills the cache first.
         launch("minicnn", args.minicnn_python, case, argparse.Namespace(**{**vars(args), "batch_size": 2,
                "steps": 1, "warmup": 0}))  # fmt: skip
-        for fw, python in frameworks.items():
-            results[case, fw] = launch(fw, python, case, args)
+        order = list(frameworks)
+        runs = {fw: [] for fw in order}
+        for r in range(rounds):
+            for fw in order[r % len(order) :] + order[: r % len(order)]:
+                runs[fw].append(launch(fw, frameworks[fw], case, args))
+        for fw in order:
+            results[case, fw] = merge_rounds(runs[fw])
+        per_round[case] = runs
         if case_settings(case, args)[0] in CONV_RATE_NETWORKS and results[case, "minicnn"]:
             rates = launch("minicnn-conv", args.minicnn_python, case, args) or {}
             # only the rates: that process's peak RSS (profile, GEMM probe) is not the training step's
@@ -421,6 +450,17 @@ def main() -> None:
         conv, gemm = (m.get("conv_gflops"), m.get("gemm_gflops")) if m else (None, None)
         row += f" {fmt(conv, '.0f')} | {fmt(gemm, '.0f')} | {fmt(conv / gemm if conv and gemm else None, '.2f')} |"
         print(row, flush=True)
+    if rounds > 1:
+        for case in cases:
+            runs = per_round[case]
+            parts = []
+            for fw, label in (("mxnet", "MXNet"), ("torch", "PyTorch")):
+                if fw in runs:
+                    ratios = [
+                        img_per_sec(m) / img_per_sec(o) if m and o else None for m, o in zip(runs["minicnn"], runs[fw])
+                    ]
+                    parts.append(f"minicnn / {label} " + " ".join(fmt(v, ".2f") for v in ratios))
+            print(f"# {case}, round by round: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
