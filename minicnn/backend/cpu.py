@@ -42,22 +42,31 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 def _reuse_freed_memory() -> None:
-    """Let glibc hand freed arrays of up to 32 MiB back to the next allocation instead of returning them to the OS.
+    """Let glibc hand freed arrays back to the next allocation instead of returning them to the OS.
 
-    Every training step allocates and frees the same large arrays (im2col buffers, activations). By default glibc
-    maps each one fresh from the OS and unmaps it on free, so every step pays a page fault per 4 KiB touched: a
-    LeNet step at batch 256 took 47 ms instead of 37 ms. Larger arrays (VGG's activations) are still mapped
-    and unmapped, so peak memory does not grow. Settings already given in the environment win.
+    Every training step allocates and frees the same large arrays (im2col buffers, activations, gradients). By
+    default glibc maps each one of 128 KiB or more fresh from the OS and unmaps it on free, so every step pays a
+    page fault for each page touched, and the kernel zeroes every page it hands out: a LeNet step at batch 256 took
+    47 ms instead of 37 ms. So freed memory stays in glibc's heap: no mapping for any size (M_MMAP_MAX = 0; the
+    threshold, 32 MiB, the largest glibc accepts, matters only where the user allows mappings again), and the heap
+    is given back only above 256 MiB free at its top. With mappings still used above 32 MiB, NiN's 143 MiB
+    activations cost 18 ms each in page faults: without them its step took 3.0 s against 3.6, VGG-11's 5.6 against
+    6.8, for 190-200 MiB more peak memory on the VGGs (benchmarks/RESULTS.md, session 8). Each setting the
+    environment already gives (MALLOC_MMAP_MAX_, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) wins.
     """
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-    libc.mallopt(m_mmap_threshold, 32 << 20)  # the largest value glibc accepts on 64-bit
-    libc.mallopt(m_trim_threshold, 256 << 20)
+    for var, param, value in (  # the parameters' numbers are from <malloc.h>
+        ("MALLOC_MMAP_THRESHOLD_", -3, 32 << 20),
+        ("MALLOC_TRIM_THRESHOLD_", -1, 256 << 20),
+        ("MALLOC_MMAP_MAX_", -4, 0),
+    ):
+        if var not in os.environ:
+            libc.mallopt(param, value)
 
 
 _reuse_freed_memory()
