@@ -305,6 +305,17 @@ def _runs_max_any(flat, start, length, kh, kw, wp, w_, best, at, low):
         _runs_max(flat, start, length, kh, kw, wp, w_, best, at, low)
 
 
+@njit(inline="always")
+def _pick(out, idx, o, r, f, best, at, flat, first_at, top):
+    # Output o: the window's run maximum best[r] at offset at[r] from `top`, or the window's first pixel inside the
+    # image, flat[f] (image offset first_at), when nothing beat -inf or that pixel is a NaN (_max_pool_fwd's rule).
+    first = flat[np.uint64(f)]
+    v, a = best[np.uint64(r)], at[np.uint64(r)]
+    keep_first = (a < 0) | np.isnan(first)
+    out[np.uint64(o)] = first if keep_first else v
+    idx[np.uint64(o)] = first_at if keep_first else top + a
+
+
 @njit(parallel=True, cache=True)
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
     # Each plane is copied into a buffer framed by -inf (HP x WP), so every window is whole. Window maxima are then
@@ -320,7 +331,7 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
     oh, ow = out.shape[2], out.shape[3]
     hp, wp = h_ + 2 * ph, w_ + 2 * pw
     planes = n_ * c_
-    xs, ys, ids = x.reshape(planes, h_, w_), out.reshape(planes, oh, ow), idx.reshape(planes, oh, ow)
+    xs, ysf, idf = x.reshape(planes, h_, w_), out.reshape(-1), idx.reshape(-1)
     group = max(1, POOL_GROUP_PIXELS // (hp * wp))
     dense = sh == 1 or group > 1  # one run per group of planes (every row of it), else one per output row
     span = (oh - 1) * sh * wp + (ow - 1) * sw + 1  # a plane's run, from its first window to its last
@@ -342,7 +353,6 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
             if dense:
                 _runs_max_any(flat, 0, (count - 1) * hp * wp + span, kh, kw, wp, w_, best, at, low)
             for g in range(count):
-                dst, arg = ys[p0 + g], ids[p0 + g]
                 for y in range(oh):
                     if dense:
                         row = (g * hp + y * sh) * wp
@@ -350,15 +360,19 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
                         row = 0
                         _runs_max_any(flat, (g * hp + y * sh) * wp, run, kh, kw, wp, w_, best, at, low)
                     rf = max(y * sh, ph)  # buffer row of the first image row under output row y
-                    bs, ats, firsts = best[row:], at[row:], flat[(g * hp + rf) * wp :]
+                    first = (g * hp + rf) * wp  # where that row starts in the buffer
                     top = (y * sh - ph) * w_ - pw  # image offset of the window's top-left corner, less xo*SW
+                    first_row = (rf - ph) * w_ - pw
+                    out_row = ((p0 + g) * oh + y) * ow
+                    # Flat indices, no views: GoogLeNet's planes have 12 or 6 outputs a row, and making the row's
+                    # views (with signed indices and max()) took more time than this now takes (8.5 -> 6.5 ms on
+                    # the 12x12 pools, benchmarks/kernels.py). Windows from column lo on start inside the image,
+                    # their first pixel at xo*SW.
+                    lo = min(ow, (pw + sw - 1) // sw)
                     for xo in range(ow):
-                        cf = max(xo * sw, pw)
-                        first = firsts[cf]  # the window's first pixel inside the image
-                        v, a = bs[xo * sw], ats[xo * sw]
-                        keep_first = (a < 0) | np.isnan(first)
-                        dst[y, xo] = first if keep_first else v
-                        arg[y, xo] = (rf - ph) * w_ + cf - pw if keep_first else top + xo * sw + a
+                        k = xo * sw
+                        cf = k if xo >= lo else pw
+                        _pick(ysf, idf, out_row + xo, row + k, first + cf, best, at, flat, first_row + cf, top + k)
 
 
 @njit(parallel=True, cache=True)
