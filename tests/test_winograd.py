@@ -38,7 +38,7 @@ def draw_arrays(case, seed, dtype=np.float64):
 
 def conv_path(path: str):
     """Make Conv2D take one path for every 3x3 stride-1 layer, however few its channels."""
-    return conv_settings(USE_WINOGRAD=path == "winograd", WINOGRAD_MIN_CHANNELS=1, USE_PLANE=False)
+    return conv_settings(USE_WINOGRAD=path == "winograd", WINOGRAD_MIN_CHANNELS=1, WINOGRAD_MIN_SIDE=1, USE_PLANE=False)
 
 
 # ---- the readable transforms ----------------------------------------------------------------------------
@@ -146,18 +146,22 @@ def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, inp
     check_paths_agree("winograd", conv_path, x, w, b, act, input_grad, pad=(1, 0), tol=1e-4)
 
 
-def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_input_channels(monkeypatch):
+def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_channels_and_pixels(monkeypatch):
     monkeypatch.setattr(conv_module, "USE_WINOGRAD", True)  # whatever MINICNN_WINOGRAD says
     k = conv_module.WINOGRAD_MIN_CHANNELS
-    rule = lambda c, kernel=(3, 3), stride=(1, 1): conv_module.use_winograd(cpu, c, kernel, stride)  # noqa: E731
+    side = conv_module.WINOGRAD_MIN_SIDE
+    rule = lambda c, kernel=(3, 3), stride=(1, 1), out_hw=(side, 50): conv_module.use_winograd(  # noqa: E731
+        cpu, c, kernel, stride, out_hw
+    )
     assert rule(k) and rule(k + 1000)
     assert not rule(k - 1)
     assert not rule(k, kernel=(5, 5)) and not rule(k, kernel=(3, 1)) and not rule(k, stride=(2, 2))
+    assert not rule(k, out_hw=(side - 1, 50)) and not rule(k, out_hw=(50, side - 1))  # GoogLeNet's 3x3 planes
 
     class NoWinograd:  # a backend without the transforms (the GPU's)
         winograd = None
 
-    assert not conv_module.use_winograd(NoWinograd, k, (3, 3), (1, 1))
+    assert not conv_module.use_winograd(NoWinograd, k, (3, 3), (1, 1), (side, side))
 
     x = mc.array(np.zeros((1, k, 5, 5), dtype=np.float32))
     f = conv_module.Conv2D(pad=(1, 1))

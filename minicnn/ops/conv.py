@@ -70,9 +70,13 @@ IM2COL_CHUNK_BYTES = 32 << 20
 # conv_parts.py, nin.conv-last). MINICNN_WINOGRAD=0 in the environment turns it off (im2col everywhere).
 USE_WINOGRAD = os.environ.get("MINICNN_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 16
+# On output planes narrower than this, the 2x2 tiles waste too much: a 3x3 plane takes four tiles, 16 outputs for 9,
+# and the path lost to im2col (GoogLeNet's 3x3 layers in stage 5: 38 against 29 ms, benchmarks/conv_parts.py,
+# googlenet.b5-3x3); on 5x5 (NiN's last layer) and larger it won or drew.
+WINOGRAD_MIN_SIDE = 4
 
 
-def use_winograd(be, c: int, kernel, stride) -> bool:
+def use_winograd(be, c: int, kernel, stride, out_hw) -> bool:
     """Whether Conv2D takes the Winograd path: the rule depends on the shapes only, so a layer always takes the
     same path and its results do not change from run to run."""
     return (
@@ -81,6 +85,7 @@ def use_winograd(be, c: int, kernel, stride) -> bool:
         and tuple(kernel) == (3, 3)
         and tuple(stride) == (1, 1)
         and c >= WINOGRAD_MIN_CHANNELS
+        and min(out_hw) >= WINOGRAD_MIN_SIDE
     )
 
 
@@ -162,7 +167,7 @@ def conv_path(be, c: int, kernel, stride, pad, out_hw, o: int) -> str:
         return "pointwise"
     if use_plane(be, c, o, kernel, stride, out_hw):  # before Winograd and direct: it beat both on thin layers
         return "plane"
-    if use_winograd(be, c, kernel, stride):
+    if use_winograd(be, c, kernel, stride, out_hw):
         return "winograd"
     if use_direct(be, c, kernel, stride, out_hw):
         return "direct"
