@@ -1,7 +1,7 @@
 """Where a training step's time goes by function: cProfile over a few SGD steps of one chapter network, sorted by
 time spent inside each function (numba kernels and BLAS calls show as the Python functions that call them).
 
-    ./dev python benchmarks/step_cprofile.py googlenet [--steps 3] [--top 30]
+    ./dev python benchmarks/step_cprofile.py googlenet [--steps 3] [--top 30] [profile's options: --width-divisor 4]
 
 The network, batch size and input size are `python -m minicnn profile`'s defaults (the chapter's); two untimed
 steps first (numba compiles, buffers settle). Totals are for all --steps steps: divide by it for one.
@@ -24,14 +24,14 @@ def main() -> None:
     p.add_argument("network")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=30)
-    args = p.parse_args()
+    args, profile_args = p.parse_known_args()  # the rest goes to `minicnn profile` (--width-divisor 4, ...)
     sys.path.insert(0, str(ROOT))
     from minicnn import autograd, cli, device, random
     from minicnn.loss import SoftmaxCrossEntropyLoss
     from minicnn.optim import Trainer
     from minicnn.profile import random_batch
 
-    settings = cli._settings(cli.build_parser().parse_args(["profile", args.network]))
+    settings = cli._settings(cli.build_parser().parse_args(["profile", args.network, *profile_args]))
     settings["resize"] = settings["resize"] or 28
     random.seed(0)
     ctx = device.cpu()
