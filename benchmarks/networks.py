@@ -1,10 +1,12 @@
 """Training throughput of the chapter's five networks in minicnn and in MXNet 1.9.1 (and PyTorch where installed).
 
-    ./dev python benchmarks/networks.py [--networks lenet,alexnet,...] [--steps 3] [--warmup 1] [--threads N]
+    ./dev python benchmarks/networks.py [--networks lenet,alexnet,...] [--steps 3] [--min-seconds 2] [--warmup 1]
+                                        [--threads N] [--rounds R]
 
 Each (framework, network) pair runs in its own process - minicnn in .venv, MXNet in .venv-ref, PyTorch in
 --torch-python when `import torch` works there - so every peak RSS belongs to one network. A process builds the
-chapter's network (Xavier initialisation), then runs --warmup untimed and --steps timed SGD steps (forward under
+chapter's network (Xavier initialisation), then runs --warmup untimed and --steps timed SGD steps, more while the
+timed ones take less than --min-seconds (default 2; LeNet's steps take milliseconds), (forward under
 autograd.record, loss summed over the batch, backward, trainer.step(batch)) on one fixed batch of random images
 and labels at the chapter's input size and batch size; throughput does not depend on the values. MXNet is
 asynchronous, so its step ends with nd.waitall(). Reported: images per second from the median step time, and
@@ -61,11 +63,18 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_steps(step, warmup: int, steps: int) -> list[float]:
+# The training workers' timed steps go on past --steps until they add up to --min-seconds (set by worker()): three
+# of LeNet's 8 ms steps were a 25 ms sample that one stall of the machine could decide (a round of session 9 read
+# minicnn / PyTorch 0.99, the next 1.23). The larger networks' three steps take seconds anyway.
+MIN_SECONDS = 0.0
+MOST_STEPS = 2000
+
+
+def time_steps(step, warmup: int, steps: int, min_seconds: float = 0.0) -> list[float]:
     for _ in range(warmup):
         step()
-    times = []
-    for _ in range(steps):
+    times: list[float] = []
+    while len(times) < steps or (sum(times) < min_seconds and len(times) < MOST_STEPS):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
@@ -110,7 +119,7 @@ def run_minicnn(name: str, options: dict, side: int, batch: int, warmup: int, st
         trainer.step(batch)
         ctx.backend.synchronize()  # a GPU step is only over when its kernels are
 
-    return {"step_sec": time_steps(step, warmup, steps), "device": str(ctx)}
+    return {"step_sec": time_steps(step, warmup, steps, MIN_SECONDS), "device": str(ctx)}
 
 
 def run_minicnn_conv(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
@@ -176,7 +185,7 @@ def run_mxnet(name: str, options: dict, side: int, batch: int, warmup: int, step
         trainer.step(batch)
         nd.waitall()  # MXNet queues the work; the step is over when the engine is idle
 
-    return {"step_sec": time_steps(step, warmup, steps), "device": "cpu"}
+    return {"step_sec": time_steps(step, warmup, steps, MIN_SECONDS), "device": "cpu"}
 
 
 def torch_network(name: str, options: dict):
@@ -271,7 +280,7 @@ def run_torch(name: str, options: dict, side: int, batch: int, warmup: int, step
         loss(net(X), Y).backward()
         opt.step()
 
-    return {"step_sec": time_steps(step, warmup, steps), "device": "cpu"}
+    return {"step_sec": time_steps(step, warmup, steps, MIN_SECONDS), "device": "cpu"}
 
 
 def run_minicnn_by_layer(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str):
@@ -294,6 +303,8 @@ WORKERS = {
 
 
 def worker(args) -> None:
+    global MIN_SECONDS
+    MIN_SECONDS = args.min_seconds
     name, options, side, batch = case_settings(args.case, args)
     result = WORKERS[args.worker](name, options, side, batch, args.warmup, args.steps, args.device)
     result.update(batch=batch, side=side, peak_rss_mib=peak_rss_mib())
@@ -308,7 +319,7 @@ def case_settings(case: str, args) -> tuple[str, dict, int, int]:
 
 def launch(framework: str, python: str, case: str, args) -> dict | None:
     cmd = [python, __file__, "--worker", framework, "--case", case, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--device", args.device]  # fmt: skip
+           "--min-seconds", str(args.min_seconds), "--warmup", str(args.warmup), "--device", args.device]  # fmt: skip
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     if args.resize:
@@ -371,6 +382,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--networks", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
     p.add_argument("--steps", type=int, default=3, help="timed training steps per network (median reported)")
+    p.add_argument(
+        "--min-seconds", type=float, default=2.0, help="more timed steps until they take this long (LeNet's are short)"
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (numba compilation, MKLDNN set-up)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS/OpenMP/numba threads per process")
     p.add_argument("--rounds", type=int, default=1, help="alternating runs of each network's frameworks (see above)")
@@ -406,7 +420,7 @@ def main() -> None:
     )
     rounds = max(1, args.rounds)
     print(
-        f"# {args.warmup} warm-up + {args.steps} timed steps"
+        f"# {args.warmup} warm-up + {args.steps} timed steps (more up to {args.min_seconds:g} s)"
         + (f", {rounds} alternating rounds" if rounds > 1 else "")
         + "; images/s from the median step time"
     )
