@@ -27,31 +27,12 @@ def main() -> None:
     p.add_argument("case", help="a networks.py case: lenet, alexnet, vgg11, vgg11-div4, nin, googlenet")
     p.add_argument("--steps", type=int, default=3)
     args = p.parse_args()
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # networks.py (it puts the repository on the path itself)
     import mxnet as mx
     import networks
-    from mxnet import autograd, gluon, init, nd
-    from mxnet.gluon import loss as gloss
-
-    from reference import gluon_models
 
     name, options, side, batch = networks.CASES[args.case]
-    mx.random.seed(0)
-    net = gluon_models.build(name, classes=10, **options)
-    net.initialize(init=init.Xavier())
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": networks.LR[name]})
-    loss = gloss.SoftmaxCrossEntropyLoss()
-    x, y = networks.random_batch(batch, side)
-    X, Y = nd.array(x), nd.array(y)
-
-    def step() -> None:
-        with autograd.record():
-            total = loss(net(X), Y).sum()
-        total.backward()
-        trainer.step(batch)
-        nd.waitall()
-
+    step = networks.mxnet_step(name, options, side, batch)
     step()
     step()
     with tempfile.TemporaryDirectory() as tmp:

@@ -163,6 +163,13 @@ def conv_rates(net, X, Y, trainer, ctx) -> dict:
 
 
 def run_mxnet(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
+    step = mxnet_step(name, options, side, batch)
+    return {"step_sec": time_steps(step, warmup, steps, MIN_SECONDS), "device": "cpu"}
+
+
+def mxnet_step(name: str, options: dict, side: int, batch: int):
+    """The chapter's network in MXNet Gluon and one training step of it on a random batch (mxnet_profile.py
+    profiles the same step)."""
     sys.path.insert(0, str(ROOT))
     import mxnet as mx
     from mxnet import autograd, gluon, init, nd
@@ -185,7 +192,7 @@ def run_mxnet(name: str, options: dict, side: int, batch: int, warmup: int, step
         trainer.step(batch)
         nd.waitall()  # MXNet queues the work; the step is over when the engine is idle
 
-    return {"step_sec": time_steps(step, warmup, steps, MIN_SECONDS), "device": "cpu"}
+    return step
 
 
 def torch_network(name: str, options: dict):
