@@ -5,10 +5,10 @@
 
 Each (framework, network) pair runs in its own process - minicnn in .venv, MXNet in .venv-ref, PyTorch in
 --torch-python when `import torch` works there - so every peak RSS belongs to one network. A process builds the
-chapter's network (Xavier initialisation), then runs --warmup untimed and --steps timed SGD steps, more while the
-timed ones take less than --min-seconds (default 2; LeNet's steps take milliseconds), (forward under
+chapter's network (Xavier initialisation), then runs --warmup untimed and --steps timed SGD steps (forward under
 autograd.record, loss summed over the batch, backward, trainer.step(batch)) on one fixed batch of random images
-and labels at the chapter's input size and batch size; throughput does not depend on the values. MXNet is
+and labels at the chapter's input size and batch size; throughput does not depend on the values. While the timed
+steps take less than --min-seconds (default 2: LeNet's take milliseconds) more are timed. MXNet is
 asynchronous, so its step ends with nd.waitall(). Reported: images per second from the median step time, and
 the process's peak resident memory (ru_maxrss).
 
