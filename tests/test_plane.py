@@ -107,13 +107,15 @@ def check_backward(case, act, dtype, seed, nb=None):
         {"x": (3, 1, 28, 28), "w": (6, 1, 5, 5), "stride": (1, 1), "pad": (0, 0)},  # LeNet's first layer
         {"x": (3, 6, 12, 12), "w": (16, 6, 5, 5), "stride": (1, 1), "pad": (0, 0)},  # and its second
         {"x": (2, 5, 9, 11), "w": (7, 5, 3, 4), "stride": (1, 1), "pad": (1, 2)},
+        {"x": (3, 5, 40, 37), "w": (7, 5, 3, 3), "stride": (1, 1), "pad": (1, 1)},  # VGG's 3x3 windows
+        {"x": (4, 3, 5, 6), "w": (4, 3, 3, 3), "stride": (1, 1), "pad": (3, 0)},  # nine taps, a deep pad
     ],
-    ids=["LeNet conv0", "LeNet conv1", "odd channels, 3x4 pad (1, 2)"],
+    ids=["LeNet conv0", "LeNet conv1", "odd channels, 3x4 pad (1, 2)", "3x3 pad 1", "3x3 pad (3, 0)"],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_plane_kernels_at_the_shapes_conv2d_gives_them(case, dtype):
-    """Planes long enough for the vectorised loops' full bodies, at LeNet's shapes; 2 samples a block leaves a
-    short last one."""
+    """Planes long enough for the vectorised loops' full bodies, at LeNet's shapes and with 3x3 windows (their
+    nine-tap pass and gathered input gradient); 2 samples a block leaves a short last one."""
     for nb in (None, 2):
         check_forward(case, "relu", True, dtype, 3, nb)
         check_backward(case, "sigmoid", dtype, 4, nb)

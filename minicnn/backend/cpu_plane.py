@@ -19,6 +19,15 @@ per-sample passes cost as much as their work. There NB samples are interleaved, 
 pixel p of sample n0 + l at p*NB + l. Every offset above is then multiplied by NB, and the run is NB times longer;
 nothing else changes, and each output still sums its terms in the same order (`interleave` picks NB).
 
+3x3 windows (VGG's layers) take all nine taps in one pass (_taps9, _dots9), which loads and stores the
+accumulators a third as often, and their input gradient is gathered rather than scattered: gx is the forward
+convolution of g, padded with zeros, with the window flipped and the channels' roles swapped,
+
+    gxpad[n, c, p] = sum over (o, i, j) of w[o, c, 2-i, 2-j] * gpad[n, o, p + (i*WP + j) - (2*WP + 2)]
+
+so the same loop serves both. The ÷4 VGG's 3x3 layers on the plane path took 1555 ms forward + backward before,
+about 1180 after (benchmarks/conv_parts.py, session 10).
+
     forward    y = act(b + sum over (c, i, j) of w[o, c, i, j] * xpad shifted by (i, j))
     backward   g = gy * act'(y), laid out in the same pitch (zeros in the thrown-away columns), then
                gb[o] = sum of g[n, o, q] over n and q
@@ -121,6 +130,38 @@ def _taps3(a0, a1, wa, wb, s0, s1, s2):
         a1[q] += wb0 * s0[q] + wb1 * s1[q] + wb2 * s2[q]
 
 
+@njit(inline="always")
+def _taps9(a0, a1, wc, s, wp, nb, lo, hi):
+    # a0[lo:hi], a1[lo:hi] += a whole 3x3 window of two output channels: sum over (i, j) of wc[i, k, j] *
+    # s[q + (i*WP + j)*NB] for channel k. Nine taps a pass load the accumulators a third as often as three taps
+    # a pass (forward of the ÷4 VGG's 3x3 layers 1.1-1.4x faster, benchmarks/kernels.py). wc: (3, 2, 3).
+    wa00, wa01, wa02 = wc[0, 0, 0], wc[0, 0, 1], wc[0, 0, 2]
+    wa10, wa11, wa12 = wc[1, 0, 0], wc[1, 0, 1], wc[1, 0, 2]
+    wa20, wa21, wa22 = wc[2, 0, 0], wc[2, 0, 1], wc[2, 0, 2]
+    wb00, wb01, wb02 = wc[0, 1, 0], wc[0, 1, 1], wc[0, 1, 2]
+    wb10, wb11, wb12 = wc[1, 1, 0], wc[1, 1, 1], wc[1, 1, 2]
+    wb20, wb21, wb22 = wc[2, 1, 0], wc[2, 1, 1], wc[2, 1, 2]
+    n = hi - lo
+    r0, r1, r2 = lo, lo + wp * nb, lo + 2 * wp * nb  # where the window's three rows start
+    s00, s01, s02 = s[r0 : r0 + n], s[r0 + nb : r0 + nb + n], s[r0 + 2 * nb : r0 + 2 * nb + n]
+    s10, s11, s12 = s[r1 : r1 + n], s[r1 + nb : r1 + nb + n], s[r1 + 2 * nb : r1 + 2 * nb + n]
+    s20, s21, s22 = s[r2 : r2 + n], s[r2 + nb : r2 + nb + n], s[r2 + 2 * nb : r2 + 2 * nb + n]
+    d0, d1 = a0[lo:hi], a1[lo:hi]
+    for q in range(n):
+        x00, x01, x02, x10, x11, x12 = s00[q], s01[q], s02[q], s10[q], s11[q], s12[q]
+        x20, x21, x22 = s20[q], s21[q], s22[q]
+        d0[q] += (
+            (wa00 * x00 + wa01 * x01 + wa02 * x02)
+            + (wa10 * x10 + wa11 * x11 + wa12 * x12)
+            + (wa20 * x20 + wa21 * x21 + wa22 * x22)
+        )
+        d1[q] += (
+            (wb00 * x00 + wb01 * x01 + wb02 * x02)
+            + (wb10 * x10 + wb11 * x11 + wb12 * x12)
+            + (wb20 * x20 + wb21 * x21 + wb22 * x22)
+        )
+
+
 # error_model "numpy" for the inlined sigmoid (see cpu_sigmoid.sigmoid_run_); fastmath 'contract': fused
 # multiply-adds (the backward's input gradient, the same loops, ran 15-25 % faster with them)
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -146,6 +187,9 @@ def _forward(x, wr, b, act, ph, pw, nb, y):
                 acc[0, :] = b[2 * pr]
                 acc[1, :] = b[min(2 * pr + 1, o_ - 1)]
                 for c in range(c_):
+                    if kh == 3 and kw == 3:
+                        _taps9(acc[0], acc[1], wr[pr, c], buf[c], wp, nb, 0, run)
+                        continue
                     for i in range(kh):
                         wa, wb = wr[pr, c, i, 0], wr[pr, c, i, 1]
                         for j in range(0, kw - 2, 3):  # three taps per pass
@@ -190,6 +234,43 @@ def _dots3(ga, gb, s0, s1, s2):
 
 
 @njit(inline="always")
+def _dots9(ga, gb, s, wp, nb):
+    # the eighteen dot products of two gradient runs with the nine tap runs of a 3x3 window, in (channel, i, j)
+    # order, sharing their loads
+    n = ga.shape[0]
+    r0, r1, r2 = 0, wp * nb, 2 * wp * nb
+    s00, s01, s02 = s[r0 : r0 + n], s[r0 + nb : r0 + nb + n], s[r0 + 2 * nb : r0 + 2 * nb + n]
+    s10, s11, s12 = s[r1 : r1 + n], s[r1 + nb : r1 + nb + n], s[r1 + 2 * nb : r1 + 2 * nb + n]
+    s20, s21, s22 = s[r2 : r2 + n], s[r2 + nb : r2 + nb + n], s[r2 + 2 * nb : r2 + 2 * nb + n]
+    z = ga.dtype.type(0)
+    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = z
+    b00 = b01 = b02 = b10 = b11 = b12 = b20 = b21 = b22 = z
+    for q in range(n):
+        g, h = ga[q], gb[q]
+        x00, x01, x02, x10, x11, x12 = s00[q], s01[q], s02[q], s10[q], s11[q], s12[q]
+        x20, x21, x22 = s20[q], s21[q], s22[q]
+        a00 += g * x00
+        a01 += g * x01
+        a02 += g * x02
+        a10 += g * x10
+        a11 += g * x11
+        a12 += g * x12
+        a20 += g * x20
+        a21 += g * x21
+        a22 += g * x22
+        b00 += h * x00
+        b01 += h * x01
+        b02 += h * x02
+        b10 += h * x10
+        b11 += h * x11
+        b12 += h * x12
+        b20 += h * x20
+        b21 += h * x21
+        b22 += h * x22
+    return (a00, a01, a02, a10, a11, a12, a20, a21, a22, b00, b01, b02, b10, b11, b12, b20, b21, b22)
+
+
+@njit(inline="always")
 def _act_grad_row(act, yr, gr, one, zero, dst):
     for ox in range(dst.shape[0]):
         if act == 1:
@@ -228,18 +309,23 @@ def _backward(x, y, gy, act, wt, ph, pw, nb, want_gx, gx, part, gb_part):
     # adjoint of _forward, a scatter: each tap adds w * g back onto the run of padded input pixels it read, for
     # two input channels and up to three output channels per pass, in (c, i, j, o) order. The padded plane's
     # border collects what fell into the padding and is dropped. wt: the weights as (pairs, KH, KW, 2, O), see
-    # _pairs.
+    # _pairs; for a 3x3 window, whose input gradient is a gather (_taps9 over g with the window flipped), the
+    # flipped window with input channels in pairs, (pairs, O, 3, 2, 3).
     n_, c_, h_, w_ = x.shape
     o_, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
-    kh, kw = wt.shape[1], wt.shape[2]
+    kh, kw = h_ + 2 * ph - oh + 1, w_ + 2 * pw - ow + 1
+    window3 = kh == 3 and kw == 3
     wp = w_ + 2 * pw
     run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp, nb)
+    margin = (2 * wp + 2) * nb if window3 else 0  # zeros before g's run, for the gather's taps above and left
     pairs, in_pairs = (o_ + 1) // 2, wt.shape[0]
     tap_groups = (kw + 2) // 3
     groups, blocks = _blocks_of(n_, nb, part.shape[0])
     for blk in prange(blocks):
         xp = np.zeros((c_, plane), dtype=gy.dtype)  # the last group of three taps may run past KW: dropped
         gp = np.zeros((2 * pairs, run), dtype=gy.dtype)  # an odd last channel's partner stays 0
+        # for the 3x3 input gradient: g again, with zeros around it for the gather's taps above and to the left
+        gpm = np.zeros((o_, margin + plane) if window3 and want_gx else (0, 0), dtype=gy.dtype)
         gxp = np.empty((2 * in_pairs, plane), dtype=gy.dtype)
         for grp in range(blk * groups // blocks, (blk + 1) * groups // blocks):
             n0 = grp * nb
@@ -255,6 +341,11 @@ def _backward(x, y, gy, act, wt, ph, pw, nb, want_gx, gx, part, gb_part):
                 gb_part[blk, o] += total
             for pr in range(pairs):
                 for c in range(c_):
+                    if window3:
+                        sums9 = _dots9(gp[2 * pr], gp[2 * pr + 1], xp[c], wp, nb)
+                        for k in range(18):
+                            part[blk, 2 * pr + k // 9, c, (k % 9) // 3, k % 3] += sums9[k]
+                        continue
                     for i in range(kh):
                         for jg in range(tap_groups):
                             at = (i * wp + 3 * jg) * nb
@@ -264,8 +355,21 @@ def _backward(x, y, gy, act, wt, ph, pw, nb, want_gx, gx, part, gb_part):
                                 part[blk, 2 * pr + k // 3, c, i, 3 * jg + k % 3] += sums[k]
             if not want_gx:
                 continue
-            gxp[:, :] = 0
-            for pr in range(in_pairs):
+            if window3:
+                # gx as a forward convolution of g with the flipped window, a gather into each input pixel:
+                # gxpad[c, p] = sum over (o, i, j) of w[o, c, 2-i, 2-j] * gpm[o, p + (i*WP + j)*NB], two input
+                # channels at a time, only over the rows kept (the padding rows are dropped)
+                lo, hi = ph * wp * nb, (ph + h_) * wp * nb
+                for o in range(o_):
+                    gpm[o, margin : margin + run] = gp[o]
+                for pr in range(in_pairs):
+                    gxp[2 * pr, lo:hi] = 0
+                    gxp[2 * pr + 1, lo:hi] = 0
+                    for o in range(o_):
+                        _taps9(gxp[2 * pr], gxp[2 * pr + 1], wt[pr, o], gpm[o], wp, nb, lo, hi)
+            else:
+                gxp[:, :] = 0
+            for pr in range(in_pairs if not window3 else 0):
                 for i in range(kh):
                     for j in range(kw):
                         at = (i * wp + j) * nb
@@ -374,6 +478,10 @@ def backward(
     want_gx = gx is not None
     gx = _output(gx, x.shape, dtype, "plane conv backward") if want_gx else np.empty((0, c, h, wd), dtype)
     args = (np.ascontiguousarray(a, dtype=dtype) for a in (x, y, gy))
-    _backward(*args, _ACT_CODE[act], _pairs(w, 1, dtype), ph, pw, nb, want_gx, gx, part, gb_part)
+    if (kh, kw) == (3, 3):  # the gather's weights: input channels in pairs, the window flipped
+        wt = _pairs(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), 0, dtype)
+    else:
+        wt = _pairs(w, 1, dtype)
+    _backward(*args, _ACT_CODE[act], wt, ph, pw, nb, want_gx, gx, part, gb_part)
     gw = part.sum(axis=0)[:o, :, :, :kw].astype(dtype)  # blocks added in order; the dropped taps cut off
     return gw, gb_part.sum(axis=0)
