@@ -109,13 +109,25 @@ def check_backward(case, act, dtype, seed, nb=None):
         {"x": (2, 5, 9, 11), "w": (7, 5, 3, 4), "stride": (1, 1), "pad": (1, 2)},
         {"x": (3, 5, 40, 37), "w": (7, 5, 3, 3), "stride": (1, 1), "pad": (1, 1)},  # VGG's 3x3 windows
         {"x": (4, 3, 5, 6), "w": (4, 3, 3, 3), "stride": (1, 1), "pad": (3, 0)},  # nine taps, a deep pad
+        # five-tap window rows; input gradients scattered 5 output channels a pass, then the rest (3, then 2)
+        {"x": (3, 4, 10, 9), "w": (8, 4, 5, 5), "stride": (1, 1), "pad": (0, 1)},
+        {"x": (2, 3, 7, 8), "w": (12, 3, 5, 5), "stride": (1, 1), "pad": (2, 2)},
     ],
-    ids=["LeNet conv0", "LeNet conv1", "odd channels, 3x4 pad (1, 2)", "3x3 pad 1", "3x3 pad (3, 0)"],
+    ids=[
+        "LeNet conv0",
+        "LeNet conv1",
+        "odd channels, 3x4 pad (1, 2)",
+        "3x3 pad 1",
+        "3x3 pad (3, 0)",
+        "5x5, 8 outputs",
+        "5x5 pad 2, 12 outputs",
+    ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_plane_kernels_at_the_shapes_conv2d_gives_them(case, dtype):
-    """Planes long enough for the vectorised loops' full bodies, at LeNet's shapes and with 3x3 windows (their
-    nine-tap pass and gathered input gradient); 2 samples a block leaves a short last one."""
+    """Planes long enough for the vectorised loops' full bodies, at LeNet's shapes, with 3x3 windows (their
+    nine-tap pass and gathered input gradient) and with 5x5 ones (a window row a pass, input gradients five output
+    channels a pass); 2 samples a block leaves a short last one."""
     for nb in (None, 2):
         check_forward(case, "relu", True, dtype, 3, nb)
         check_backward(case, "sigmoid", dtype, 4, nb)

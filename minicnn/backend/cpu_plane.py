@@ -11,8 +11,9 @@ a single contiguous run
     acc[q] += w[o, c, i, j] * xpad[n, c, q + i*WP + j]        for q in [0, L), L = (OH - 1)*WP + OW
 
 (WP = W + 2*PW). The WP - OW columns of each output row past OW are computed and thrown away; in exchange every
-loop is unit-stride, so LLVM vectorises it. Per iteration of the loops, two output channels and up to three taps
-of a window row (forward) or three output channels (the input gradient) share their loads.
+loop is unit-stride, so LLVM vectorises it. Per iteration of the loops, two output channels share the loads of
+a whole 3x3 window, a 5x5 window's row or up to three taps of another window's row (forward, _add_window); in the
+input gradient two input channels share the loads of up to five output channels.
 
 On small planes one sample's run is short (LeNet's second layer: 92 pixels), and the loops' set-up, tails and
 per-sample passes cost as much as their work. There NB samples are interleaved, pixel by pixel, into one block:
@@ -26,7 +27,10 @@ convolution of g, padded with zeros, with the window flipped and the channels' r
     gxpad[n, c, p] = sum over (o, i, j) of w[o, c, 2-i, 2-j] * gpad[n, o, p + (i*WP + j) - (2*WP + 2)]
 
 so the same loop serves both. The ÷4 VGG's 3x3 layers on the plane path took 1555 ms forward + backward before,
-about 1180 after (benchmarks/conv_parts.py, session 10).
+about 1180 after (benchmarks/conv_parts.py, session 10). Without padding the gather would run over every input
+pixel, 1.6x the scatter's work on LeNet's 12x12 -> 8x8 layer, so other windows keep the scatter. 5x5 windows
+(LeNet's) take a window row a pass (_taps5, _dots5), and their input gradient five output channels a pass: LeNet's
+training step 15.9-17.7 ms before, 14.5-16.1 after (benchmarks/ab_env.py, session 11).
 
     forward    y = act(b + sum over (c, i, j) of w[o, c, i, j] * xpad shifted by (i, j))
     backward   g = gy * act'(y), laid out in the same pitch (zeros in the thrown-away columns), then
@@ -162,6 +166,49 @@ def _taps9(a0, a1, wc, s, wp, nb, lo, hi):
         )
 
 
+@njit(inline="always")
+def _taps5(d0, d1, wa, wb, s, at, nb):
+    # d0, d1 += one five-tap window row of two output channels: sum over j of wa[j] * s[at + j*NB + q] (LeNet's
+    # 5x5 windows: a row a pass loads and stores the accumulators half as often as three taps and two a pass)
+    wa0, wa1, wa2, wa3, wa4 = wa[0], wa[1], wa[2], wa[3], wa[4]
+    wb0, wb1, wb2, wb3, wb4 = wb[0], wb[1], wb[2], wb[3], wb[4]
+    n = d0.shape[0]
+    s0, s1, s2 = s[at : at + n], s[at + nb : at + nb + n], s[at + 2 * nb : at + 2 * nb + n]
+    s3, s4 = s[at + 3 * nb : at + 3 * nb + n], s[at + 4 * nb : at + 4 * nb + n]
+    for q in range(n):
+        x0, x1, x2, x3, x4 = s0[q], s1[q], s2[q], s3[q], s4[q]
+        d0[q] += wa0 * x0 + wa1 * x1 + wa2 * x2 + wa3 * x3 + wa4 * x4
+        d1[q] += wb0 * x0 + wb1 * x1 + wb2 * x2 + wb3 * x3 + wb4 * x4
+
+
+@njit(inline="always")
+def _add_window(a0, a1, wc, s, wp, nb, lo, hi):
+    # a0[lo:hi], a1[lo:hi] += the window of two output channels over one input channel's padded plane s: sum over
+    # (i, j) of wc[i, k, j] * s[q + (i*WP + j)*NB] for channel k, taps in (i, j) order. wc: (KH, 2, KW). Forward
+    # and the input gradient's gather both run it.
+    kh, kw = wc.shape[0], wc.shape[2]
+    if kh == 3 and kw == 3:
+        _taps9(a0, a1, wc, s, wp, nb, lo, hi)
+        return
+    n = hi - lo
+    d0, d1 = a0[lo:hi], a1[lo:hi]
+    for i in range(kh):
+        wa, wb = wc[i, 0], wc[i, 1]
+        row = lo + i * wp * nb
+        if kw == 5:
+            _taps5(d0, d1, wa, wb, s, row, nb)
+            continue
+        for j in range(0, kw - 2, 3):  # other widths: three taps a pass, then the one or two left
+            at = row + j * nb
+            _taps3(d0, d1, wa[j:], wb[j:], s[at : at + n], s[at + nb : at + nb + n], s[at + 2 * nb : at + 2 * nb + n])
+        j = kw - kw % 3
+        at = row + j * nb
+        if kw % 3 == 2:
+            _taps2(d0, d1, wa[j:], wb[j:], s[at : at + n], s[at + nb : at + nb + n])
+        elif kw % 3 == 1:
+            _taps1(d0, d1, wa[j:], wb[j:], s[at : at + n])
+
+
 # error_model "numpy" for the inlined sigmoid (see cpu_sigmoid.sigmoid_run_); fastmath 'contract': fused
 # multiply-adds (the backward's input gradient, the same loops, ran 15-25 % faster with them)
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -170,8 +217,7 @@ def _forward(x, wr, b, act, ph, pw, nb, y):
     # every tap added over the whole run (the sum starts at the bias and adds the taps in (c, i, j) order).
     # wr: the weights as (pairs, C, KH, 2, KW), see _pairs
     n_, c_, h_, w_ = x.shape
-    o_, kh, kw = y.shape[1], wr.shape[2], wr.shape[4]
-    oh, ow = y.shape[2], y.shape[3]
+    o_, oh, ow = y.shape[1], y.shape[2], y.shape[3]
     wp = w_ + 2 * pw
     run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp, nb)
     pairs = wr.shape[0]
@@ -187,26 +233,7 @@ def _forward(x, wr, b, act, ph, pw, nb, y):
                 acc[0, :] = b[2 * pr]
                 acc[1, :] = b[min(2 * pr + 1, o_ - 1)]
                 for c in range(c_):
-                    if kh == 3 and kw == 3:
-                        _taps9(acc[0], acc[1], wr[pr, c], buf[c], wp, nb, 0, run)
-                        continue
-                    for i in range(kh):
-                        wa, wb = wr[pr, c, i, 0], wr[pr, c, i, 1]
-                        for j in range(0, kw - 2, 3):  # three taps per pass
-                            at = (i * wp + j) * nb
-                            s0, s1, s2 = (
-                                buf[c, at : at + run],
-                                buf[c, at + nb : at + nb + run],
-                                buf[c, at + 2 * nb : at + 2 * nb + run],
-                            )
-                            _taps3(acc[0], acc[1], wa[j:], wb[j:], s0, s1, s2)
-                        j = kw - kw % 3  # then the one or two left
-                        at = (i * wp + j) * nb
-                        if kw % 3 == 2:
-                            s0, s1 = buf[c, at : at + run], buf[c, at + nb : at + nb + run]
-                            _taps2(acc[0], acc[1], wa[j:], wb[j:], s0, s1)
-                        elif kw % 3 == 1:
-                            _taps1(acc[0], acc[1], wa[j:], wb[j:], buf[c, at : at + run])
+                    _add_window(acc[0], acc[1], wr[pr, c], buf[c], wp, nb, 0, run)
                 for k in range(min(2, o_ - 2 * pr)):
                     if act == 2:  # float32 only (see forward); the thrown-away columns too, it is one long run
                         sigmoid_run_(acc[k])
@@ -231,6 +258,29 @@ def _dots3(ga, gb, s0, s1, s2):
         b1 += gb[q] * s1[q]
         b2 += gb[q] * s2[q]
     return a0, a1, a2, b0, b1, b2
+
+
+@njit(inline="always")
+def _dots5(ga, gb, s, at, nb):
+    # the ten dot products of two gradient runs with the five tap runs of a window row starting at s[at]
+    n = ga.shape[0]
+    s0, s1, s2 = s[at : at + n], s[at + nb : at + nb + n], s[at + 2 * nb : at + 2 * nb + n]
+    s3, s4 = s[at + 3 * nb : at + 3 * nb + n], s[at + 4 * nb : at + 4 * nb + n]
+    a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = ga.dtype.type(0)
+    for q in range(n):
+        g, h = ga[q], gb[q]
+        x0, x1, x2, x3, x4 = s0[q], s1[q], s2[q], s3[q], s4[q]
+        a0 += g * x0
+        a1 += g * x1
+        a2 += g * x2
+        a3 += g * x3
+        a4 += g * x4
+        b0 += h * x0
+        b1 += h * x1
+        b2 += h * x2
+        b3 += h * x3
+        b4 += h * x4
+    return a0, a1, a2, a3, a4, b0, b1, b2, b3, b4
 
 
 @njit(inline="always")
@@ -307,16 +357,16 @@ def _backward(x, y, gy, act, wt, ph, pw, nb, want_gx, gx, part, gb_part):
     # out in the interleaved padded pitch (gp); the bias gradient and the weight gradient into the block's partial
     # sums (dot products of g with the tap runs of the padded input); and, when want_gx, the input gradient as the
     # adjoint of _forward, a scatter: each tap adds w * g back onto the run of padded input pixels it read, for
-    # two input channels and up to three output channels per pass, in (c, i, j, o) order. The padded plane's
+    # two input channels and up to five output channels per pass, in (c, i, j, o) order. The padded plane's
     # border collects what fell into the padding and is dropped. wt: the weights as (pairs, KH, KW, 2, O), see
     # _pairs; for a 3x3 window, whose input gradient is a gather (_taps9 over g with the window flipped), the
     # flipped window with input channels in pairs, (pairs, O, 3, 2, 3).
     n_, c_, h_, w_ = x.shape
     o_, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
     kh, kw = h_ + 2 * ph - oh + 1, w_ + 2 * pw - ow + 1
-    window3 = kh == 3 and kw == 3
     wp = w_ + 2 * pw
     run, plane = _run_and_plane(oh, ow, h_ + 2 * ph, wp, nb)
+    window3 = kh == 3 and kw == 3
     margin = (2 * wp + 2) * nb if window3 else 0  # zeros before g's run, for the gather's taps above and left
     pairs, in_pairs = (o_ + 1) // 2, wt.shape[0]
     tap_groups = (kw + 2) // 3
@@ -347,6 +397,11 @@ def _backward(x, y, gy, act, wt, ph, pw, nb, want_gx, gx, part, gb_part):
                             part[blk, 2 * pr + k // 9, c, (k % 9) // 3, k % 3] += sums9[k]
                         continue
                     for i in range(kh):
+                        if kw == 5:
+                            sums5 = _dots5(gp[2 * pr], gp[2 * pr + 1], xp[c], i * wp * nb, nb)
+                            for k in range(10):
+                                part[blk, 2 * pr + k // 5, c, i, k % 5] += sums5[k]
+                            continue
                         for jg in range(tap_groups):
                             at = (i * wp + 3 * jg) * nb
                             s0, s1, s2 = xp[c, at:], xp[c, at + nb :], xp[c, at + 2 * nb :]
@@ -368,20 +423,27 @@ def _backward(x, y, gy, act, wt, ph, pw, nb, want_gx, gx, part, gb_part):
                     for o in range(o_):
                         _taps9(gxp[2 * pr], gxp[2 * pr + 1], wt[pr, o], gpm[o], wp, nb, lo, hi)
             else:
+                # other windows: the scatter, each tap's w * g added onto the run of input pixels it read, up to five
+                # output channels a pass (g's rows are `run` apart in gflat). Without padding the gather would cover
+                # every input pixel, LeNet's 12x12 for 8x8 outputs: 1.6x the work.
                 gxp[:, :] = 0
-            for pr in range(in_pairs if not window3 else 0):
-                for i in range(kh):
-                    for j in range(kw):
-                        at = (i * wp + j) * nb
-                        d0, d1 = gxp[2 * pr, at : at + run], gxp[2 * pr + 1, at : at + run]
-                        wa, wb = wt[pr, i, j, 0], wt[pr, i, j, 1]
-                        for o in range(0, o_ - 2, 3):
-                            _taps3(d0, d1, wa[o:], wb[o:], gp[o], gp[o + 1], gp[o + 2])
-                        o = o_ - o_ % 3
-                        if o_ % 3 == 2:
-                            _taps2(d0, d1, wa[o:], wb[o:], gp[o], gp[o + 1])
-                        elif o_ % 3 == 1:
-                            _taps1(d0, d1, wa[o:], wb[o:], gp[o])
+                gflat = gp.reshape(-1)
+                for pr in range(in_pairs):
+                    for i in range(kh):
+                        for j in range(kw):
+                            at = (i * wp + j) * nb
+                            d0, d1 = gxp[2 * pr, at : at + run], gxp[2 * pr + 1, at : at + run]
+                            wa, wb = wt[pr, i, j, 0], wt[pr, i, j, 1]
+                            for o in range(0, o_ - 4, 5):
+                                _taps5(d0, d1, wa[o:], wb[o:], gflat, o * run, run)
+                            o = o_ - o_ % 5
+                            if o_ % 5 >= 3:
+                                _taps3(d0, d1, wa[o:], wb[o:], gp[o], gp[o + 1], gp[o + 2])
+                                o += 3
+                            if o_ - o == 2:
+                                _taps2(d0, d1, wa[o:], wb[o:], gp[o], gp[o + 1])
+                            elif o_ - o == 1:
+                                _taps1(d0, d1, wa[o:], wb[o:], gp[o])
             for lane in range(m):
                 for c in range(c_):
                     for r in range(h_):
