@@ -30,7 +30,7 @@ so the same loop serves both. The ÷4 VGG's 3x3 layers on the plane path took 15
 about 1180 after (benchmarks/conv_parts.py, session 10). Without padding the gather would run over every input
 pixel, 1.6x the scatter's work on LeNet's 12x12 -> 8x8 layer, so other windows keep the scatter. 5x5 windows
 (LeNet's) take a window row a pass (_taps5, _dots5), and their input gradient five output channels a pass: LeNet's
-training step 15.9-17.7 ms before, 14.5-16.1 after (benchmarks/ab_env.py, session 11).
+training step 4-10 % shorter than with three taps a pass (benchmarks/ab_env.py, three A/Bs, session 11).
 
     forward    y = act(b + sum over (c, i, j) of w[o, c, i, j] * xpad shifted by (i, j))
     backward   g = gy * act'(y), laid out in the same pitch (zeros in the thrown-away columns), then
