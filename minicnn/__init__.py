@@ -8,25 +8,18 @@ net.initialize(init=init.Xavier())
 
 from __future__ import annotations
 
-import os
+from .fast import tuning
 
-# OpenBLAS's worker threads spin for 2^28 cycles (about 0.1 s) after every GEMM before they sleep. On two cores that
-# spinning takes a core from the numba kernel that follows each GEMM (epilogues, transforms, pooling): a max pool
-# right after a GEMM took twice as long as alone, and GoogLeNet's training step was 18-22 % longer
-# (benchmarks/kernels.py, benchmarks/RESULTS.md, session 6). 2^14 ran GoogLeNet's step as fast as 2^4, 2^18 or 2^22,
-# or faster. OpenBLAS reads the variable once, when it is loaded: this works when minicnn is imported before numpy
-# (as `python -m minicnn` and the benchmarks do); otherwise export it before starting Python. A value already set
-# is kept.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
+tuning.apply()  # before NumPy is loaded, where it can be: see fast/tuning.py (MINICNN_TUNING=0 turns it off)
 
-import numpy as np  # noqa: E402  (after the variable: importing numpy loads OpenBLAS)
+import numpy as np  # noqa: E402
 
-from . import autograd, init, loss, nn, ops, random
-from .autograd import NDArray
-from .device import Context, cpu, gpu, try_gpu
-from .errors import DataError, DeviceError, ShapeError, UserError
-from .ops import concat
-from .optim import Trainer
+from . import autograd, config, init, loss, nn, ops, random  # noqa: E402
+from .autograd import NDArray  # noqa: E402
+from .device import Context, cpu, gpu, try_gpu  # noqa: E402
+from .errors import DataError, DeviceError, ShapeError, UserError  # noqa: E402
+from .ops import concat  # noqa: E402
+from .optim import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -63,6 +56,7 @@ __all__ = [
     "array",
     "autograd",
     "concat",
+    "config",
     "cpu",
     "gpu",
     "init",

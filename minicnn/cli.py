@@ -8,6 +8,7 @@ checkpoint to continue from (`train ... --resume PATH`) and exits 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models
+from . import config, models
 from .errors import UserError
+from .fast import tuning
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +64,14 @@ def _network_name(text: str) -> str:
 def _add_network_options(p) -> None:
     p.add_argument("network", type=_network_name, help=f"one of: {', '.join(models.REGISTRY)}")
     p.add_argument("--width-divisor", type=_positive(int), help="VGG only: divide every block's channels")
+    _add_textbook_option(p)
+
+
+def _add_textbook_option(p) -> None:
+    p.add_argument(
+        "--textbook", action="store_true",
+        help="run only the textbook algorithms (im2col + GEMM, the window loops), as MINICNN_TEXTBOOK=1 does",
+    )  # fmt: skip
 
 
 def _add_data_options(p) -> None:
@@ -108,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(e)
     e.add_argument("--load", metavar="PATH", required=True, help="checkpoint written by train --save")
 
-    s = sub.add_parser("summary", help="output shape, parameters and FLOPs of every layer")
+    s = sub.add_parser("summary", help="output shape, parameters, FLOPs and algorithm of every layer")
     _add_network_options(s)
     s.add_argument("--input-size", type=_positive(int), help="image side (default: the chapter's resize, or 28)")
+    s.add_argument("--device", default="cpu", help="the device whose algorithms to name: cpu, gpu, gpu:N or auto")
 
     w = sub.add_parser("show", help="pictures of the first filters and of every conv/pool layer's feature maps")
     w.add_argument("network", type=_network_name, help=f"one of: {', '.join(models.REGISTRY)}")
@@ -119,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", metavar="DIR", help="directory for the PNG files (default ./show-NETWORK)")
     w.add_argument("--data-dir", help="directory with the four Fashion-MNIST .gz files")
     w.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default cpu)")
+    _add_textbook_option(w)
 
     f = sub.add_parser("profile", help="forward and backward time and FLOPs of every layer for one training step")
     _add_network_options(f)
@@ -270,7 +282,8 @@ def cmd_train(args) -> int:
     from . import checkpoint, random
     from .errors import DataError
     from .optim import Trainer
-    from .train import Diverged, Interrupted, TrainState, train_ch5
+    from .train import train_ch5
+    from .train_state import Diverged, Interrupted, TrainState
 
     resumed = _resume_point(args) if args.resume else None
     if resumed is not None:
@@ -412,12 +425,14 @@ def cmd_summary(args) -> int:
     settings = _settings(args)
     side = args.input_size or settings["resize"] or 28
     spec = models.get(settings["network"])
+    ctx = _device(args)
     try:
         net = spec.build(classes=10, **settings["options"])
-        rows = summarize(net, (1, 1, side, side))
+        rows = summarize(net, (1, 1, side, side), ctx)
     except ValueError as exc:  # e.g. an input too small for the network's kernels
         raise UserError(f"{settings['network']} at {side}x{side}: {exc}") from None
-    print(f"{settings['network']}, input (1, 1, {side}, {side})")
+    mode = "textbook" if config.textbook_mode() else "fast"
+    print(f"{settings['network']}, input (1, 1, {side}, {side}), algorithms on {ctx} in {mode} mode")
     print(format_rows(rows))
     return 0
 
@@ -478,8 +493,11 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.textbook:
+        tuning.undo()  # no process tuning either (MINICNN_TEXTBOOK=1 at start-up never applies it)
     try:
-        return COMMANDS[args.command](args)
+        with config.textbook(True) if args.textbook else contextlib.nullcontext():
+            return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"minicnn: error: {exc}", file=sys.stderr)
         return 2

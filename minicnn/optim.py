@@ -7,7 +7,7 @@ With g = grad / batch_size (rescale_grad) + wd * w:
 
 from __future__ import annotations
 
-from . import backend
+from .fast import cpu_sgd, dispatch
 from .nn.parameter import Parameter, ParameterDict
 
 
@@ -37,8 +37,11 @@ class Trainer:
         for p in self.params:
             var = p.data()
             w, g = var.data, var.grad.data
-            if not (self.wd or self.momentum):  # plain SGD, the chapter's case: one pass, no temporary
-                backend.of(w).axpy_(w, -self.learning_rate * rescale, g)
+            if not (self.wd or self.momentum):  # plain SGD, the chapter's case
+                if dispatch.sgd(w, g):
+                    cpu_sgd.axpy_(w, -self.learning_rate * rescale, g)  # the same update in one pass, no temporary
+                else:
+                    w -= (self.learning_rate * rescale) * g
                 continue
             g = g * rescale + self.wd * w if self.wd else g * rescale
             if self.momentum:

@@ -1,7 +1,10 @@
-"""Layer-by-layer summary: output shape, parameter count and forward FLOPs (the chapter's shape printout, extended).
+"""Layer-by-layer summary: output shape, parameter count, forward FLOPs and the algorithm each convolution and
+pooling layer runs (the chapter's shape printout, extended).
 
 FLOPs count a multiply-add as 2: conv 2*N*O*OH*OW*C*KH*KW, dense 2*N*K*U, plus one per output element for a bias
-and one per element for an activation; pooling counts one operation per window element.
+and one per element for an activation; pooling counts one operation per window element. The algorithm is what
+`fast.dispatch` picks for the layer's shapes on the given device: the textbook's ('im2col', 'window loop') in
+textbook mode, on the GPU, or where no fast path applies.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import autograd, init, nn
+from . import autograd, device, init, nn
 from .autograd import NDArray
+from .fast import dispatch
 
 
 def leaf_flops(layer: nn.Block, x_shape: tuple, y_shape: tuple) -> int:
@@ -37,13 +41,28 @@ def leaf_flops(layer: nn.Block, x_shape: tuple, y_shape: tuple) -> int:
     return flops
 
 
-class _FlopCounter:
-    def __init__(self):
-        self.flops: dict[int, int] = {}
+def leaf_algorithm(layer: nn.Block, x_shape: tuple, y_shape: tuple, be) -> str | None:
+    """The algorithm a convolution or pooling layer runs for these shapes on backend `be` (None for other layers)."""
+    if isinstance(layer, nn.Conv2D):
+        return dispatch.conv2d(be, x_shape[1], y_shape[1], layer.kernel, layer.stride, layer.pad, y_shape[2:])
+    if isinstance(layer, nn.MaxPool2D):
+        op = layer.op(layer.pool_size, layer.strides, layer.padding, layer.name)
+        return dispatch.max_pool(be, op.kernel, op.stride, op.pad)
+    if isinstance(layer, nn.AvgPool2D):
+        return dispatch.avg_pool(be)
+    return None
+
+
+class _Counter:
+    """FLOPs and algorithm of every leaf layer that runs, by id."""
+
+    def __init__(self, be):
+        self.be, self.flops, self.algorithms = be, {}, {}
 
     def after(self, block, inputs, output):
         if not block.children():
             self.flops[id(block)] = leaf_flops(block, inputs[0].shape, output.shape)
+            self.algorithms[id(block)] = leaf_algorithm(block, inputs[0].shape, output.shape, self.be)
 
 
 @dataclass
@@ -52,15 +71,17 @@ class Row:
     shape: tuple
     params: int
     flops: int
+    algorithm: str = ""  # the algorithms of its convolution and pooling layers, in order, each named once
 
 
-def summarize(net: nn.Sequential, input_shape: tuple) -> list[Row]:
-    """Run one forward pass on zeros of `input_shape` and describe each top-level layer."""
+def summarize(net: nn.Sequential, input_shape: tuple, ctx=None) -> list[Row]:
+    """Run one forward pass on zeros of `input_shape` and describe each top-level layer; the algorithms are those
+    of device `ctx` (default: the CPU)."""
     if any(not p.initialized and p._deferred is None for p in net.collect_params().values()):
         net.initialize(init=init.Xavier())
     x = NDArray(np.zeros(input_shape, dtype=np.float32))
     rows = []
-    with autograd.pause(), nn.observe(_FlopCounter()) as counter:
+    with autograd.pause(), nn.observe(_Counter((ctx or device.cpu()).backend)) as counter:
         for layer in net:
             x = layer(x)
             blocks = [layer]
@@ -71,13 +92,16 @@ def summarize(net: nn.Sequential, input_shape: tuple) -> list[Row]:
                 blocks.extend(b.children())
             params = sum(p.size for p in layer.collect_params().values())
             flops = sum(counter.flops.get(id(b), 0) for b in blocks)
-            rows.append(Row(layer.name, x.shape, params, flops))
+            ids = {id(b) for b in blocks}
+            names = [a for i, a in counter.algorithms.items() if i in ids and a]  # in the order they ran
+            algorithm = ", ".join(dict.fromkeys(names))
+            rows.append(Row(layer.name, x.shape, params, flops, algorithm))
     return rows
 
 
 def format_rows(rows: list[Row]) -> str:
-    lines = [f"{'layer':14} {'output shape':22} {'params':>12} {'FLOPs':>16}"]
+    lines = [f"{'layer':14} {'output shape':22} {'params':>12} {'FLOPs':>16}  algorithm"]
     for r in rows:
-        lines.append(f"{r.name:14} {str(r.shape):22} {r.params:12,d} {r.flops:16,d}")
+        lines.append(f"{r.name:14} {str(r.shape):22} {r.params:12,d} {r.flops:16,d}  {r.algorithm}".rstrip())
     lines.append(f"{'total':14} {'':22} {sum(r.params for r in rows):12,d} {sum(r.flops for r in rows):16,d}")
     return "\n".join(lines)

@@ -1,223 +1,22 @@
-"""The chapter's training loop (`train_ch5`) and `evaluate_accuracy`.
+"""The chapter's training loop, `train_ch5`, and `evaluate_accuracy`.
 
-Per batch: forward under `autograd.record()`, loss summed over the batch, `backward()`, then
+Per batch: forward under `autograd.record()`, the loss summed over the batch, `backward()`, then
 `trainer.step(batch_size)` with the nominal batch size (so the last, smaller batch is divided by it too, as in the
-chapter). Sums of loss and correct predictions stay on the device and are read once per epoch: reading them per
-batch would make the GPU wait for the host every step. The per-batch losses (one device scalar each) are kept the
-same way and read in one transfer at the end of the epoch, so a run can show that its loss fell within an epoch.
-
-Beyond the chapter: a NaN or infinite loss stops training (`Diverged`), and a `stop()` request (the command line's
-Ctrl-C) stops it at a step boundary with a `TrainState` from which `train_ch5(..., state=...)` continues exactly.
+chapter). What a run keeps track of besides (progress bar, NaN check, Ctrl-C, resuming) is in `train_state.py`.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from dataclasses import asdict, dataclass, field
-
 import numpy as np
 
-from . import autograd, backend, random
+from . import autograd
 from .autograd import NDArray
 from .loss import SoftmaxCrossEntropyLoss
+from .train_state import EpochResult, Run, TrainState
 
 
-@dataclass
-class EpochResult:
-    epoch: int
-    loss: float
-    train_acc: float
-    test_acc: float
-    seconds: float
-    images: int
-    batch_losses: tuple = ()  # mean loss per sample of each batch, in training order
-
-    def edge_losses(self, fraction: float = 0.1) -> tuple[float, float]:
-        """Mean of `batch_losses` over the first and over the last `fraction` of the epoch's batches (at least one
-        batch each): whether the loss fell within one epoch. (nan, nan) without batch losses."""
-        if not self.batch_losses:
-            return float("nan"), float("nan")
-        k = max(1, int(len(self.batch_losses) * fraction))
-        return sum(self.batch_losses[:k]) / k, sum(self.batch_losses[-k:]) / k
-
-    @property
-    def images_per_sec(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
-
-    def line(self) -> str:
-        return (
-            f"epoch {self.epoch}, loss {self.loss:.4f}, train acc {self.train_acc:.3f}, "
-            f"test acc {self.test_acc:.3f}, time {self.seconds:.1f} sec"
-        )
-
-
-class ProgressBar:
-    """`[#####-----] 120/235 batches  4.1 s` on one stderr line, redrawn at most ~10 times a second."""
-
-    def __init__(self, total: int, label: str, enabled: bool, stream=None, width: int = 30):
-        self.total, self.label, self.enabled, self.width = total, label, enabled, width
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-        self._last = 0.0
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if done < self.total and now - self._last < 0.1:
-            return
-        self._last = now
-        filled = self.width * done // max(self.total, 1)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} batches  {now - self.start:.1f} s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * (self.width + len(self.label) + 40) + "\r")
-            self.stream.flush()
-
-
-def _host_floats(arrays: list) -> tuple[float, ...]:
-    """Device scalars -> Python floats with one device-to-host transfer (not one per value)."""
-    if not arrays:
-        return ()
-    be = backend.of(arrays[0])
-    return tuple(float(v) for v in be.to_numpy(be.xp.stack(arrays)))
-
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite: the parameters are spoiled and training cannot go on."""
-
-    def __init__(self, epoch: int, batch: int, value: float):
-        self.epoch, self.batch, self.value = epoch, batch, value
-        super().__init__(f"the loss became {value} at epoch {epoch}, batch {batch}")
-
-
-class Interrupted(Exception):
-    """`stop()` asked training to stop; raised at a step boundary with the `TrainState` that continues the run."""
-
-    def __init__(self, state: TrainState):
-        self.state = state
-        super().__init__(f"training stopped after epoch {state.epoch}, batch {state.batch}")
-
-
-def _scalar_to_json(v) -> dict:
-    """A device or host scalar (or the starting Python 0) as JSON, keeping its dtype so a resumed sum goes on
-    in exactly the arithmetic of the uninterrupted run (JSON's float text round-trips float64, and so float32)."""
-    if isinstance(v, int):
-        return {"value": v, "dtype": None}
-    host = np.asarray(backend.of(v).to_numpy(v))
-    return {"value": host.item(), "dtype": host.dtype.str}
-
-
-def _scalar_from_json(d: dict, ctx):
-    if d["dtype"] is None:
-        return int(d["value"])
-    return ctx.backend.asarray(np.asarray(d["value"], dtype=np.dtype(d["dtype"])))
-
-
-@dataclass
-class TrainState:
-    """Where a training run stands: `batch` batches of epoch `epoch` are done (batch 0: it has not begun).
-
-    With the parameters and the optimizer state, this is everything a continuation needs to compute exactly what
-    the uninterrupted run would have computed: the shuffling generator's state at the start of the epoch (so the
-    epoch's order is drawn again and its first `batch` batches skipped), minicnn's random state (dropout masks),
-    the epoch's partial sums and per-batch losses (so its line and log come out the same), and the finished epochs.
-    """
-
-    epoch: int
-    batch: int = 0
-    loader: dict | None = None  # DataLoader.get_state() at the start of `epoch`
-    random: dict | None = None  # minicnn.random.get_state() now
-    loss_sum: object = 0  # sums over the epoch's batches so far (device scalars, read once per epoch)
-    acc_sum: object = 0
-    n: int = 0
-    batch_l: list = field(default_factory=list)  # each batch's loss sum (device scalars) and size
-    batch_n: list = field(default_factory=list)
-    seconds: float = 0.0  # time already spent in this epoch
-    results: list = field(default_factory=list)  # EpochResults of the finished epochs
-
-    @classmethod
-    def begin(cls, epoch: int, train_iter, results: list) -> TrainState:
-        """The state before the first batch of `epoch` (captures the generators before the epoch draws from them)."""
-        loader = train_iter.get_state() if hasattr(train_iter, "get_state") else None
-        return cls(epoch, loader=loader, random=random.get_state(), results=list(results))
-
-    def add(self, l, correct, size: int) -> None:
-        """Count one finished batch: its loss sum `l` and number of correct predictions, device scalars both."""
-        self.batch += 1
-        self.loss_sum = self.loss_sum + l
-        self.acc_sum = self.acc_sum + correct
-        self.n += size
-        self.batch_l.append(l)
-        self.batch_n.append(size)
-
-    def to_json(self) -> dict:
-        sample = self.batch_l[0] if self.batch_l else 0  # the dtype of the batch losses
-        return {
-            "epoch": self.epoch, "batch": self.batch, "loader": self.loader, "random": self.random,
-            "loss_sum": _scalar_to_json(self.loss_sum), "acc_sum": _scalar_to_json(self.acc_sum), "n": self.n,
-            "batch_l": [_scalar_to_json(v)["value"] for v in self.batch_l],
-            "batch_l_dtype": _scalar_to_json(sample)["dtype"], "batch_n": list(self.batch_n),
-            "seconds": self.seconds, "results": [asdict(r) for r in self.results],
-        }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, d: dict, ctx) -> TrainState:
-        """The state `to_json` wrote, its scalars on ctx; KeyError/TypeError/ValueError when d is not one."""
-        dtype = d["batch_l_dtype"]
-        batch_l = [_scalar_from_json({"value": v, "dtype": dtype}, ctx) for v in d["batch_l"]]
-        results = [EpochResult(**{**r, "batch_losses": tuple(r.get("batch_losses", ()))}) for r in d["results"]]
-        state = cls(
-            int(d["epoch"]), int(d["batch"]), d["loader"], d["random"],
-            _scalar_from_json(d["loss_sum"], ctx), _scalar_from_json(d["acc_sum"], ctx), int(d["n"]),
-            batch_l, [int(m) for m in d["batch_n"]], float(d["seconds"]), results,
-        )  # fmt: skip
-        if state.epoch < 1 or not 0 <= state.batch == len(state.batch_l) == len(state.batch_n):
-            raise ValueError(f"inconsistent training position: epoch {state.epoch}, batch {state.batch}")
-        return state
-
-
-class _LossWatch:
-    """Raises `Diverged` for the first batch whose loss is NaN or infinite.
-
-    On the CPU the batch loss is a host scalar, so every batch is checked at once. On the GPU, looking at it would
-    make the host wait for the device every step; the device keeps the number of the first bad batch (and its loss)
-    instead, and the host reads them every `every` batches and at the end of the epoch. Training then stops up to
-    that many batches late, but names the first bad batch, and saves nothing after it.
-    """
-
-    def __init__(self, epoch: int, every: int = 50, deferred: bool | None = None):
-        self.epoch, self.every = epoch, every
-        self.deferred = deferred  # None: deferred exactly when the losses live on a GPU
-        self.first = self.value = None
-
-    def add(self, i: int, l) -> None:
-        xp = backend.of(l).xp
-        if self.deferred is None:
-            self.deferred = xp is not np
-        if not self.deferred:
-            if not np.isfinite(l):
-                raise Diverged(self.epoch, i, float(l))
-            return
-        if self.first is None:
-            self.first, self.value = xp.zeros((), dtype=np.int64), xp.zeros((), dtype=l.dtype)
-        new = ~xp.isfinite(l) & (self.first == 0)
-        self.first = xp.where(new, i, self.first)
-        self.value = xp.where(new, l, self.value)
-        if i % self.every == 0:
-            self.check()
-
-    def check(self) -> None:
-        if self.first is not None and int(self.first):
-            raise Diverged(self.epoch, int(self.first), float(self.value))
-
-
-def _as_batch(X, y, ctx):
-    """Raw loader arrays -> NDArrays on ctx (already there when the dataset was moved to the device once)."""
+def _on(X, y, ctx):
+    """A batch as NDArrays on ctx (already there when the dataset was moved to the device once)."""
     X = X if isinstance(X, NDArray) else NDArray(X)
     y = y if isinstance(y, NDArray) else NDArray(y)
     return X.as_in_context(ctx), y.as_in_context(ctx)
@@ -228,7 +27,7 @@ def evaluate_accuracy(data_iter, net, ctx) -> float:
     acc_sum, n = 0, 0
     with autograd.pause(train_mode=False):
         for X, y in data_iter:
-            X, y = _as_batch(X, y, ctx)
+            X, y = _on(X, y, ctx)
             acc_sum = acc_sum + (net(X).data.argmax(axis=1) == y.data).sum()
             n += y.size
     return float(acc_sum) / max(n, 1)
@@ -252,66 +51,26 @@ def train_ch5(
 ) -> list[EpochResult]:
     """Train `net` and print one line per epoch, like the chapter's `train_ch5`; returns the per-epoch results.
 
-    `progress=None` shows the bar when stderr is a terminal. `on_epoch(result)` is called after each epoch, then
-    `on_state(state)` with the TrainState that starts the next one (what a checkpoint saves).
-    `state` continues an interrupted run where it stopped (`train_iter` must be a `DataLoader` then).
-    `stop()` is asked after every step and at the end of every epoch; when it returns True, training raises
-    `Interrupted(state)` there. A NaN or infinite loss raises `Diverged` (see `_LossWatch`).
+    `progress=None` shows the bar when stderr is a terminal; `on_epoch(result)` is called after each epoch. Beyond
+    the chapter (`train_state.Run`): `state` continues a stopped run exactly, `stop()` asks to stop after a step
+    (`Interrupted`), `on_state(state)` receives what a checkpoint saves, and a NaN loss raises `Diverged`.
     """
-    if progress is None:
-        progress = sys.stderr.isatty()
     loss = SoftmaxCrossEntropyLoss()
     log(f"training on {ctx}")
-    results = list(state.results) if state is not None else []
-    first_epoch = state.epoch if state is not None else 1
-    # NumPy's overflow warnings would only repeat, less clearly, what _LossWatch reports once.
-    with np.errstate(over="ignore", invalid="ignore"):
-        for epoch in range(first_epoch, num_epochs + 1):
-            if state is not None and epoch == state.epoch:  # continue the interrupted epoch
-                run = state
-                if run.loader is not None:
-                    train_iter.set_state(run.loader)
-                if run.random is not None:
-                    random.set_state(run.random)
-                batches = train_iter.epoch(run.batch) if run.batch else iter(train_iter)
-            else:
-                run = TrainState.begin(epoch, train_iter, results)
-                batches = iter(train_iter)
-            start = time.perf_counter() - run.seconds
-            bar = ProgressBar(len(train_iter), f"epoch {epoch}", progress)
-            watch = _LossWatch(epoch)
-            for i, (X, y) in enumerate(batches, run.batch + 1):
-                X, y = _as_batch(X, y, ctx)
+    run = Run(train_iter, num_epochs, state, stop, on_state, progress)
+    with np.errstate(over="ignore", invalid="ignore"):  # a NaN loss is reported once, by Run.add
+        for epoch in run.epochs():
+            for X, y in run.batches(epoch):
+                X, y = _on(X, y, ctx)
                 with autograd.record():
                     y_hat = net(X)
                     l = loss(y_hat, y).sum()
-                watch.add(i, l.data)
                 l.backward()
                 trainer.step(batch_size)
-                run.add(l.data, (y_hat.data.argmax(axis=1) == y.data).sum(), y.size)
-                bar.update(i)
-                if stop is not None and stop():
-                    bar.close()
-                    watch.check()  # never hand out a state whose parameters a NaN already spoiled
-                    run.random, run.seconds = random.get_state(), time.perf_counter() - start
-                    raise Interrupted(run)
-            bar.close()
-            watch.check()
-            test_acc = evaluate_accuracy(test_iter, net, ctx)
-            seconds = time.perf_counter() - start
-            batch_losses = tuple(v / m for v, m in zip(_host_floats(run.batch_l), run.batch_n))
-            n = max(run.n, 1)
-            result = EpochResult(
-                epoch, float(run.loss_sum) / n, float(run.acc_sum) / n, test_acc, seconds, run.n, batch_losses
-            )
+                run.add(l, y_hat, y)  # the sums of loss and accuracy stay on the device until the epoch ends
+            result = run.end_epoch(evaluate_accuracy(test_iter, net, ctx))
             log(result.line())
-            results.append(result)
             if on_epoch is not None:
                 on_epoch(result)
-            if on_state is not None or stop is not None:
-                following = TrainState.begin(epoch + 1, train_iter, results)
-                if on_state is not None:
-                    on_state(following)
-                if stop is not None and epoch < num_epochs and stop():
-                    raise Interrupted(following)
-    return results
+            run.next_epoch()
+    return run.results

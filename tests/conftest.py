@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from importlib import metadata
 
 import numpy as np
@@ -100,3 +101,15 @@ def distinct_values(shape, rng: np.random.Generator, dtype=np.float64, spread: f
     size = int(np.prod(shape))
     values = np.linspace(-spread, spread, size)
     return rng.permutation(values).reshape(shape).astype(dtype)
+
+
+@contextmanager
+def fast_mode(**paths: bool):
+    """Fast mode (whatever MINICNN_TEXTBOOK says), with each fast path named turned on or off:
+    `with fast_mode(framed=False): ...` runs as MINICNN_FRAMED=0 would."""
+    from minicnn import config
+
+    with pytest.MonkeyPatch.context() as mp, config.textbook(False):
+        for name, on in paths.items():
+            mp.setenv(f"MINICNN_{name.upper()}", "1" if on else "0")
+        yield

@@ -98,3 +98,30 @@ def test_an_unwritable_log_path_is_one_line_and_exit_2(tiny_fashion_dir, tmp_pat
     errors = [line for line in r.stderr.splitlines() if line.startswith("minicnn: error")]
     assert len(errors) == 1 and "run.jsonl" in errors[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_every_command_takes_textbook():
+    from minicnn import cli
+
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert set(commands) == set(cli.COMMANDS)
+    for name, sub in commands.items():
+        assert any("--textbook" in a.option_strings for a in sub._actions), f"{name} has no --textbook"
+
+
+def test_train_with_textbook_gives_the_fast_runs_numbers_within_rounding(tiny_fashion_dir):
+    """The same seed, the same data: the textbook's and the fast algorithms' epochs agree to float32 rounding."""
+    args = ("train", "lenet", "--data-dir", str(tiny_fashion_dir), "--epochs", "2", "--batch-size", "32", "--seed", "3")
+    fast, textbook = run_cli(*args, MINICNN_TEXTBOOK="0"), run_cli(*args, "--textbook")
+    assert fast.returncode == textbook.returncode == 0, fast.stderr + textbook.stderr
+    for (loss, train_acc, test_acc), (loss_t, train_acc_t, test_acc_t) in zip(
+        epoch_lines(fast.stdout), epoch_lines(textbook.stdout), strict=True
+    ):
+        assert abs(loss - loss_t) <= 2e-3 and abs(train_acc - train_acc_t) <= 0.02 and abs(test_acc - test_acc_t) <= 0.02
+
+
+@pytest.mark.parametrize("command", [("profile", "lenet", "--batch-size", "8", "--steps", "1"), ("summary", "nin")])
+def test_profile_and_summary_run_in_textbook_mode(command):
+    r = run_cli(*command, "--textbook")
+    assert r.returncode == 0, r.stderr

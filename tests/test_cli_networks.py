@@ -143,12 +143,49 @@ GOOGLENET_AT_96 = [  # the chapter's printout: layer.name, 'output shape:', X.sh
 ]
 
 
+SUMMARY_ROW = r"^(\w+)\s+(\([\d, ]+\))\s+([\d,]+)\s+([\d,]+)(?:  (.+))?$"
+
+
 def summary_rows(stdout: str) -> list[tuple[str, tuple, int, int]]:
     rows = []
-    for m in re.finditer(r"^(\w+)\s+(\([\d, ]+\))\s+([\d,]+)\s+([\d,]+)$", stdout, re.M):
+    for m in re.finditer(SUMMARY_ROW, stdout, re.M):
         shape = tuple(int(v) for v in m.group(2).strip("()").split(",") if v.strip())
         rows.append((m.group(1), shape, int(m.group(3).replace(",", "")), int(m.group(4).replace(",", ""))))
     return rows
+
+
+def summary_algorithms(stdout: str) -> dict[str, list[str]]:
+    """Each row's algorithm column, split into its names (an empty list for layers without one)."""
+    found = {}
+    for m in re.finditer(SUMMARY_ROW, stdout, re.M):
+        found[m.group(1)] = m.group(5).split(", ") if m.group(5) else []
+    return found
+
+
+@pytest.mark.parametrize("network", ["lenet", "googlenet", "nin"])
+def test_summary_names_each_layers_algorithm_the_textbook_ones_with_textbook(network):
+    fast, textbook = run_cli("summary", network, MINICNN_TEXTBOOK="0"), run_cli("summary", network, "--textbook")
+    assert fast.returncode == textbook.returncode == 0, fast.stderr + textbook.stderr
+    assert "in fast mode" in fast.stdout.splitlines()[0] and "in textbook mode" in textbook.stdout.splitlines()[0]
+    names = {n for row in summary_algorithms(textbook.stdout).values() for n in row}
+    assert names <= {"im2col", "window loop", "mean"} and "im2col" in names
+    fast_names = {n for row in summary_algorithms(fast.stdout).values() for n in row}
+    assert fast_names - {"im2col", "window loop", "mean"}, fast.stdout  # every network has a fast path somewhere
+    assert summary_rows(fast.stdout) == summary_rows(textbook.stdout)  # the same shapes, parameters and FLOPs
+
+
+def test_summary_names_lenets_plane_convolutions_and_2x2_pools():
+    algorithms = summary_algorithms(run_cli("summary", "lenet", MINICNN_TEXTBOOK="0").stdout)
+    assert algorithms["conv0"] == algorithms["conv1"] == ["plane"]
+    assert algorithms["pool0"] == algorithms["pool1"] == ["2x2 tiles"]
+    assert algorithms["dense0"] == []
+    textbook = summary_algorithms(run_cli("summary", "lenet", "--textbook").stdout)
+    assert textbook["conv0"] == ["im2col"] and textbook["pool0"] == ["window loop"]
+
+
+def test_minicnn_textbook_1_in_the_environment_is_the_textbook_switch_too():
+    r = run_cli("summary", "lenet", MINICNN_TEXTBOOK="1")
+    assert summary_algorithms(r.stdout)["conv0"] == ["im2col"], r.stdout + r.stderr
 
 
 def test_summary_googlenet_prints_the_chapters_shapes_at_96(tmp_path):

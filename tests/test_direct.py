@@ -1,6 +1,6 @@
-"""The direct convolution of thin layers (backend/cpu_direct.py): its kernels against the direct definition and the
-im2col path's readable steps, Conv2D's direct path against central differences and against its im2col path, and
-the rule that picks it. Its MXNet differential test is test_conv2d_output_and_gradients_match_mxnet."""
+"""The direct convolution of thin layers (fast/cpu_direct.py): its kernels against the direct definition and the
+textbook's im2col steps, Conv2D's direct path against central differences and against the textbook, and the rule
+that picks it. Its MXNet differential test is test_conv2d_output_and_gradients_match_mxnet."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 from conftest import float_dtypes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv
+from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv, textbook
 
-from minicnn.backend import cpu
-from minicnn.ops import conv as conv_module
+from minicnn.backend import cpu, shapes
+from minicnn.fast import cpu_direct as direct
+from minicnn.fast import dispatch
 
 SEEDS = st.integers(0, 2**32 - 1)
-direct = cpu.direct
 
 
 def conv_path(path: str):
@@ -25,7 +25,7 @@ def conv_path(path: str):
         return conv_settings(
             USE_DIRECT=True, DIRECT_MAX_K=10**9, DIRECT_MIN_WIDTH=1, USE_POINTWISE=False, USE_PLANE=False
         )
-    return conv_settings(USE_DIRECT=False, USE_PLANE=False)
+    return textbook()
 
 
 @st.composite
@@ -151,7 +151,7 @@ def test_conv2d_direct_path_gradients_match_central_differences(case, bias, act,
 def test_conv2d_direct_and_im2col_paths_agree_in_float32(chunk_bytes, act, input_grad, monkeypatch):
     """The float32 results of the two paths differ only by rounding, whatever the batch chunks of backward.
     5,000 bytes: one sample's gradient block takes 5 * 9 * 12 * 4 = 2,160, so chunks of 2 and 1 samples."""
-    monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(shapes, "IM2COL_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 2, 17, 12)).astype(np.float32)
     w = (rng.standard_normal((5, 2, 5, 3)) * 0.3).astype(np.float32)
@@ -160,26 +160,24 @@ def test_conv2d_direct_and_im2col_paths_agree_in_float32(chunk_bytes, act, input
     assert y.shape == (3, 5, 9, 12)
 
 
-def test_conv2d_takes_the_direct_path_only_for_small_windows_wide_outputs_and_no_horizontal_stride(monkeypatch):
-    monkeypatch.setattr(conv_module, "USE_DIRECT", True)  # whatever MINICNN_DIRECT says
-    k, wide = conv_module.DIRECT_MAX_K, (8, conv_module.DIRECT_MIN_WIDTH)
-    rule = lambda c, kernel, stride=(1, 1), hw=wide: conv_module.use_direct(cpu, c, kernel, stride, hw)  # noqa: E731
-    assert rule(1, (1, k)) and rule(1, (3, 3)) and rule(3, (3, 3))
-    assert rule(2, (4, 4)) and not rule(1, (1, k + 1)) and not rule(6, (3, 3)) and not rule(3, (3, 4))
-    assert rule(1, (3, 3), stride=(2, 1))  # a vertical stride only picks rows
-    assert not rule(1, (3, 3), stride=(1, 2)) and not rule(1, (3, 3), hw=(500, wide[1] - 1))
+class GPU:  # the GPU backend, as the dispatch rules see it: no fast paths
+    name = "gpu"
 
-    class NoDirect:  # a backend without the kernels (the GPU's)
-        direct = None
-        winograd = None
-        plane_conv = None
 
-    assert not conv_module.use_direct(NoDirect, 1, (3, 3), (1, 1), wide)
-    assert conv_module.conv_path(cpu, 1, (3, 3), (2, 1), (1, 1), (112, 224), 64) == "direct"  # a vertical stride
-    assert conv_module.conv_path(cpu, 1, (3, 3), (1, 1), (1, 1), (224, 224), 64) == "plane"  # VGG's first layer
-    assert conv_module.conv_path(cpu, 1, (5, 5), (1, 1), (0, 0), (24, 24), 6) == "plane"  # LeNet's
-    assert conv_module.conv_path(cpu, 16, (3, 3), (1, 1), (1, 1), (112, 112), 128) == "winograd"
-    assert conv_module.conv_path(NoDirect, 1, (3, 3), (2, 1), (1, 1), (112, 224), 64) == "im2col"
-
-    monkeypatch.setattr(conv_module, "USE_DIRECT", False)  # MINICNN_DIRECT=0
-    assert not rule(1, (3, 3))
+def test_conv2d_takes_the_direct_path_only_for_small_windows_wide_outputs_and_no_horizontal_stride():
+    k, wide = dispatch.DIRECT_MAX_K, (8, dispatch.DIRECT_MIN_WIDTH)
+    rule = lambda c, kernel, stride=(1, 1), hw=wide: dispatch.use_direct(c, kernel, stride, hw)  # noqa: E731
+    with conv_settings(USE_DIRECT=True):  # whatever MINICNN_DIRECT says
+        assert rule(1, (1, k)) and rule(1, (3, 3)) and rule(3, (3, 3))
+        assert rule(2, (4, 4)) and not rule(1, (1, k + 1)) and not rule(6, (3, 3)) and not rule(3, (3, 4))
+        assert rule(1, (3, 3), stride=(2, 1))  # a vertical stride only picks rows
+        assert not rule(1, (3, 3), stride=(1, 2)) and not rule(1, (3, 3), hw=(500, wide[1] - 1))
+        assert dispatch.conv2d(cpu, 1, 64, (3, 3), (2, 1), (1, 1), (112, 224)) == "direct"  # a vertical stride
+        assert dispatch.conv2d(cpu, 1, 64, (3, 3), (1, 1), (1, 1), (224, 224)) == "plane"  # VGG's first layer
+        assert dispatch.conv2d(cpu, 1, 6, (5, 5), (1, 1), (0, 0), (24, 24)) == "plane"  # LeNet's
+        assert dispatch.conv2d(cpu, 16, 128, (3, 3), (1, 1), (1, 1), (112, 112)) == "winograd"
+        assert dispatch.conv2d(GPU, 1, 64, (3, 3), (2, 1), (1, 1), (112, 224)) == "im2col"
+    with conv_settings(USE_DIRECT=False):  # MINICNN_DIRECT=0
+        assert not rule(1, (3, 3))
+    with textbook():
+        assert not rule(1, (3, 3)) and dispatch.conv2d(cpu, 1, 64, (3, 3), (2, 1), (1, 1), (112, 224)) == "im2col"

@@ -243,8 +243,11 @@ def test_step_rejects_a_non_positive_batch_size():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("contiguous", [True, False])
-def test_sgd_update_in_one_pass_rounds_exactly_like_numpy_w_minus_lr_times_g(dtype, contiguous):
-    from minicnn.backend import cpu
+def test_sgd_update_in_one_pass_rounds_exactly_like_the_textbook_w_minus_lr_times_g(dtype, contiguous):
+    from conftest import fast_mode
+
+    from minicnn import config
+    from minicnn.fast import cpu_sgd, dispatch
 
     rng = np.random.default_rng(0)
     w = rng.standard_normal((64, 33)).astype(dtype)
@@ -252,6 +255,17 @@ def test_sgd_update_in_one_pass_rounds_exactly_like_numpy_w_minus_lr_times_g(dty
     if not contiguous:
         w, g = w[:, ::2], g[:, ::2]
     want = w.copy()
-    want -= (0.9 * (1 / 256)) * g
-    cpu.axpy_(w, -0.9 * (1 / 256), g)
-    np.testing.assert_array_equal(w, want)
+    want -= (0.9 * (1 / 256)) * g  # the textbook's update
+    with fast_mode():
+        assert dispatch.sgd(w, g) == contiguous  # a strided parameter takes the textbook's update
+    if contiguous:
+        cpu_sgd.axpy_(w, -0.9 * (1 / 256), g)
+        np.testing.assert_array_equal(w, want)
+    start, results = rng.standard_normal((5, 7)), []
+    for textbook in (True, False):  # the same through Trainer.step in both modes
+        p = make_param("w", start)
+        p.data().grad.data[...] = g[:5, :7]
+        with config.textbook(textbook):
+            mc.Trainer([p], "sgd", {"learning_rate": 0.9}).step(256)
+        results.append(p.data().asnumpy())
+    np.testing.assert_array_equal(results[0], results[1])

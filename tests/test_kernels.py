@@ -1,4 +1,5 @@
-"""The CPU window kernels against slow, obvious NumPy references, plus MXNet's pooling rules as spec tests.
+"""The CPU window kernels: the textbook ones (backend/cpu.py) against slow, obvious NumPy references, the fast ones
+(fast/cpu_*.py) against the textbook ones, plus MXNet's pooling rules as spec tests.
 
 Layouts (minicnn/backend/cpu.py): cols (C*KH*KW, N*OH*OW) with row (c*KH + i)*KW + j and column (n*OH + y)*OW + x;
 max-pool index = h*W + w of the window's first maximum inside the (unpadded) input plane.
@@ -10,14 +11,15 @@ import functools
 
 import numpy as np
 import pytest
-from conftest import distinct_values, float_dtypes, window_cases
+from conftest import distinct_values, fast_mode, float_dtypes, window_cases
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
 from minicnn import autograd, ops
-from minicnn.backend import cpu, epilogue
+from minicnn.backend import cpu
 from minicnn.backend.shapes import out_size
+from minicnn.fast import cpu_epilogue, cpu_im2col, cpu_pool, cpu_sigmoid
 
 
 # ---- references: loops over output positions, nothing clever --------------------------------------------
@@ -169,6 +171,7 @@ def test_im2col_builds_rows_of_a_stride_narrower_than_the_window_by_shifting_and
     shape, kernel, stride, pad
 ):
     x = rand(shape, np.float32, 0)
+    np.testing.assert_array_equal(cpu_im2col.im2col(x, kernel, stride, pad), ref_im2col(x, kernel, stride, pad))
     np.testing.assert_array_equal(cpu.im2col(x, kernel, stride, pad), ref_im2col(x, kernel, stride, pad))
 
 
@@ -185,26 +188,25 @@ def test_col2im_matches_the_reference_scatter_add(case, dtype, seed):
     np.testing.assert_allclose(dx, ref_col2im(cols, case["shape"], k, s, p), **tolerance(dtype))
 
 
-@settings(max_examples=100)
-@given(case=window_cases(max_stride=1, max_kernel=5), dtype=float_dtypes, seed=SEEDS)
-@example(case=window((2, 3, 12, 12), (5, 5), (1, 1), (2, 2)), dtype=np.float32, seed=0)  # GoogLeNet's 5x5 layers
-@example(case=window((1, 2, 3, 4), (3, 3), (1, 1), (3, 1)), dtype=np.float64, seed=0)  # padding past the kernel
-def test_framed_stride_1_kernels_equal_the_general_ones_bit_for_bit_and_the_reference(case, dtype, seed):
-    """im2col and col2im with stride 1 frame each plane with zeros first (cpu.USE_FRAMED); the general kernels clip
-    each window row instead. Same copies, and the same additions in the same order: equal, not just close."""
+@settings(max_examples=120)
+@given(case=window_cases(max_kernel=5), dtype=float_dtypes, seed=SEEDS, framed=st.booleans())
+@functools.partial(with_edge_cases, framed=True)
+@example(case=window((2, 3, 12, 12), (5, 5), (1, 1), (2, 2)), dtype=np.float32, seed=0, framed=True)  # GoogLeNet's
+@example(case=window((1, 2, 3, 4), (3, 3), (1, 1), (3, 1)), dtype=np.float64, seed=0, framed=True)  # pad > kernel
+@example(case=window((2, 1, 31, 29), (11, 11), (4, 4), (0, 0)), dtype=np.float32, seed=0, framed=False)  # AlexNet's
+def test_fast_im2col_and_col2im_equal_the_textbook_kernels_bit_for_bit(case, dtype, seed, framed):
+    """The fast kernels copy clipped row slices, shift rows for a stride narrower than the window, or (stride 1,
+    `framed`) frame each plane with zeros first: the same copies, and the same additions in the same order as the
+    textbook loops, so equal, not just close."""
     k, s, p = case["kernel"], case["stride"], case["pad"]
     n, c, h, w = case["shape"]
     oh, ow = ref_out_hw(h, w, k, s, p)
     x = rand(case["shape"], dtype, seed)
     cols = rand((c * k[0] * k[1], n * oh * ow), dtype, seed + 1)
-    framed = cpu.im2col(x, k, s, p), cpu.col2im(cols, case["shape"], k, s, p)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cpu, "USE_FRAMED", False)
-        general = cpu.im2col(x, k, s, p), cpu.col2im(cols, case["shape"], k, s, p)
-    np.testing.assert_array_equal(framed[0], general[0])
-    np.testing.assert_array_equal(framed[1], general[1])
-    np.testing.assert_array_equal(framed[0], ref_im2col(x, k, s, p))
-    np.testing.assert_allclose(framed[1], ref_col2im(cols, case["shape"], k, s, p), **tolerance(dtype))
+    with fast_mode(framed=framed):
+        fast = cpu_im2col.im2col(x, k, s, p), cpu_im2col.col2im(cols, case["shape"], k, s, p)
+    np.testing.assert_array_equal(fast[0], cpu.im2col(x, k, s, p))
+    np.testing.assert_array_equal(fast[1], cpu.col2im(cols, case["shape"], k, s, p))
 
 
 @settings(max_examples=150)
@@ -229,8 +231,18 @@ def test_im2col_layout_of_a_small_example():
     np.testing.assert_array_equal(cols, [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]])
 
 
-# ---- the convolution's epilogues (fused numba kernels vs the plain array versions in epilogue.py) ---------
+# ---- the convolution's epilogues (fused numba kernels vs the textbook's separate steps) ------------------
 EPILOGUE_SHAPES = st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 7))  # (N, O, P)
+
+
+def plain_bias_act(y2, b, act, shape):
+    """The textbook convolution's steps: the GEMM's output laid out as NCHW, + b, then the activation (the sigmoid
+    as the fused path computes it, the vectorised kernel: its own accuracy is tested below)."""
+    n, o, p = shape
+    y = (y2 if y2.ndim == 3 else y2.reshape(o, n, p).transpose(1, 0, 2)).copy()
+    if b is not None:
+        y += b.reshape(1, o, 1)
+    return cpu_sigmoid.sigmoid_(y) if act == "sigmoid" else ops.activation.apply_(act, y) if act else y
 
 
 @settings(max_examples=60)
@@ -241,8 +253,8 @@ def test_fused_bias_activation_matches_the_plain_version(shape, act, bias, layou
     n, o, p = shape
     y2 = rand((o, n * p) if layout == "gemm" else (n, o, p), dtype, seed) * 3
     b = rand((o,), dtype, seed + 1) if bias else None
-    want = epilogue.bias_act(y2.copy(), b, act, out=np.empty((n, o, p), dtype))
-    got = cpu.bias_act(y2, b, act, out=y2 if layout == "nchw in place" else np.empty((n, o, p), dtype))
+    want = plain_bias_act(y2, b, act, (n, o, p))
+    got = cpu_epilogue.bias_act(y2, b, act, out=y2 if layout == "nchw in place" else np.empty((n, o, p), dtype))
     np.testing.assert_array_equal(got, want)
 
 
@@ -260,41 +272,41 @@ def test_fused_activation_gradient_matches_the_plain_version_and_sums_the_bias_g
         y = np.maximum(y, 0)
     gy = rand((n, o, p), dtype, seed + 1)
     out_shape = (o, n * p) if layout == "gemm" else (n, o, p)
-    gb_got, gb_want = np.ones(o, dtype), np.ones(o, dtype)  # both add onto what is there
-    got = cpu.act_grad(y, gy, act, out=np.empty(out_shape, dtype), gb=gb_got)
-    want = epilogue.act_grad(y, gy, act, out=np.empty(out_shape, dtype), gb=gb_want)
+    gb = np.ones(o, dtype)  # the bias gradient is added onto what is there
+    got = cpu_epilogue.act_grad(y, gy, act, out=np.empty(out_shape, dtype), gb=gb)
+    g = gy if act is None else ops.activation.grad(act, y, gy)  # the textbook's gradient before the activation
     assert got.shape == out_shape
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_allclose(gb_got, gb_want, **tolerance(dtype))
-    if layout == "nchw":  # no layout change: the plain product
-        np.testing.assert_allclose(got, gy if act is None else ops.activation.grad(act, y, gy), **tolerance(dtype))
+    np.testing.assert_array_equal(got, g if layout == "nchw" else g.transpose(1, 0, 2).reshape(o, n * p))
+    np.testing.assert_allclose(gb, 1 + g.sum(axis=(0, 2)), **tolerance(dtype))
 
 
 def test_bias_activation_refuses_a_gemm_output_that_does_not_fit_its_out():
     with pytest.raises(ValueError, match=r"bias_act: y2 \(2, 3, 5\) does not fit out \(2, 3, 4\)"):
-        cpu.bias_act(np.zeros((2, 3, 5), np.float32), None, "relu", out=np.empty((2, 3, 4), np.float32))
+        cpu_epilogue.bias_act(np.zeros((2, 3, 5), np.float32), None, "relu", out=np.empty((2, 3, 4), np.float32))
     with pytest.raises(ValueError, match=r"bias_act: y2 \(3, 9\) does not fit out \(2, 3, 4\)"):
-        cpu.bias_act(np.zeros((3, 9), np.float32), None, None, out=np.empty((2, 3, 4), np.float32))
+        cpu_epilogue.bias_act(np.zeros((3, 9), np.float32), None, None, out=np.empty((2, 3, 4), np.float32))
 
 
 def test_relu_epilogue_keeps_a_nan_so_divergence_shows():
     y2 = np.array([[np.nan, -1.0, 2.0]], np.float32)
-    got = cpu.bias_act(y2, None, "relu", out=np.empty((3, 1, 1), np.float32))
+    got = cpu_epilogue.bias_act(y2, None, "relu", out=np.empty((3, 1, 1), np.float32))
     assert np.isnan(got[0, 0, 0]) and got[1, 0, 0] == 0 and got[2, 0, 0] == 2
 
 
-def test_max_pool_kernel_refuses_a_window_that_could_lie_wholly_in_the_padding():
+@pytest.mark.parametrize("forward", [cpu.max_pool_forward, cpu_pool.max_pool_forward], ids=["textbook", "fast"])
+def test_max_pool_kernel_refuses_a_window_that_could_lie_wholly_in_the_padding(forward):
     # MaxPool2D checks this too; the backend checks it again because its index would point outside the plane.
     with pytest.raises(ValueError, match=r"padding \(1, 1\) must be smaller than the window \(1, 1\)"):
-        cpu.max_pool_forward(np.zeros((1, 1, 2, 2), np.float32), (1, 1), (1, 1), (1, 1))
+        forward(np.zeros((1, 1, 2, 2), np.float32), (1, 1), (1, 1), (1, 1))
 
 
-def test_window_kernels_refuse_an_out_buffer_they_would_fill_wrongly():
+@pytest.mark.parametrize("kernels", [cpu, cpu_im2col], ids=["textbook", "fast"])
+def test_window_kernels_refuse_an_out_buffer_they_would_fill_wrongly(kernels):
     x = np.zeros((2, 1, 4, 4), np.float32)
     with pytest.raises(ValueError, match=r"im2col: out must be a C-contiguous float32 array of shape \(4, 18\)"):
-        cpu.im2col(x, (2, 2), (1, 1), (0, 0), out=np.empty((18, 4), np.float32).T)
+        kernels.im2col(x, (2, 2), (1, 1), (0, 0), out=np.empty((18, 4), np.float32).T)
     with pytest.raises(ValueError, match="col2im: out must be"):
-        cpu.col2im(np.zeros((4, 18), np.float32), x.shape, (2, 2), (1, 1), (0, 0), out=np.empty(x.shape))
+        kernels.col2im(np.zeros((4, 18), np.float32), x.shape, (2, 2), (1, 1), (0, 0), out=np.empty(x.shape))
 
 
 # ---- the sigmoid (cpu_sigmoid's vectorised exp vs the formula with a correctly rounded exp) -----------------
@@ -311,10 +323,10 @@ def exact_sigmoid32(x):
 
 
 def test_sigmoid_kernel_is_within_four_units_in_the_last_place_of_the_formula_with_an_exact_exp():
-    # four: NumPy's own float32 formula (epilogue.sigmoid_) is that far from it too, where 1 + e^-x rounds twice
+    # four: NumPy's own float32 formula (the textbook's) is that far from it too, where 1 + e^-x rounds twice
     rng = np.random.default_rng(0)
     x = np.concatenate([np.linspace(-100, 100, 400_001), rng.standard_normal(100_000) * 8]).astype(np.float32)
-    got = cpu.sigmoid_(x.copy())
+    got = cpu_sigmoid.sigmoid_(x.copy())
     assert got.dtype == np.float32
     ulps = ulps_apart(got, exact_sigmoid32(x))
     assert ulps.max() <= 4 and np.mean(ulps == 0) > 0.9
@@ -322,7 +334,7 @@ def test_sigmoid_kernel_is_within_four_units_in_the_last_place_of_the_formula_wi
 
 def test_sigmoid_kernel_keeps_the_formulas_edges():
     x = np.array([np.nan, np.inf, -np.inf, 89.0, -88.8, -88.7, -87.0, -86.0, 20.0, 0.0, -0.0, 1e-30], np.float32)
-    got = cpu.sigmoid_(x.copy())
+    got = cpu_sigmoid.sigmoid_(x.copy())
     assert np.isnan(got[0])
     np.testing.assert_array_equal(got[1:3], [1.0, 0.0])
     assert got[3] == 1.0 and got[4] == 0.0  # 1 / (1 + inf) = 0: e^88.8 overflows float32, as in the formula
@@ -333,7 +345,7 @@ def test_sigmoid_kernel_keeps_the_formulas_edges():
 def test_sigmoid_kernel_gives_the_same_values_serially_and_in_parallel_chunks():
     x = np.random.default_rng(1).standard_normal(5 * (1 << 14) + 3).astype(np.float32) * 10
     parts = np.array_split(x, 83)  # each below the parallel kernel's size: one thread
-    whole, pieces = cpu.sigmoid_(x.copy()), np.concatenate([cpu.sigmoid_(p.copy()) for p in parts])
+    whole, pieces = cpu_sigmoid.sigmoid_(x.copy()), np.concatenate([cpu_sigmoid.sigmoid_(p.copy()) for p in parts])
     np.testing.assert_array_equal(whole, pieces)
 
 
@@ -342,7 +354,7 @@ def test_sigmoid_uses_the_formula_for_what_its_kernel_does_not_take(case):
     x = np.random.default_rng(2).standard_normal((6, 8)) * 5
     x = x if case == "float64" else x.astype(np.float32)[:, ::2]
     want = 1 / (1 + np.exp(-x.astype(np.float64)))
-    got = cpu.sigmoid_(x)
+    got = cpu_sigmoid.sigmoid_(x)
     np.testing.assert_allclose(got, want, rtol=1e-15 if case == "float64" else 3e-7)
 
 
@@ -366,6 +378,30 @@ def test_max_pool_forward_index_and_backward_match_the_reference(case, dtype, se
     np.testing.assert_allclose(gx, ref_max_pool_backward(gy, ridx, x.shape), **tolerance(dtype))
 
 
+MAX_POOLS = {"textbook": cpu.max_pool_forward, "fast": cpu_pool.max_pool_forward}
+
+
+@settings(max_examples=150)
+@given(case=window_cases(pool=True), dtype=float_dtypes, seed=SEEDS, tiles=st.booleans())
+@functools.partial(with_edge_cases, tiles=True)
+@example(case=window((2, 3, 9, 8), (2, 2), (2, 2), (0, 0)), dtype=np.float32, seed=0, tiles=True)
+@example(case=window((2, 3, 9, 8), (2, 2), (2, 2), (0, 0)), dtype=np.float32, seed=0, tiles=False)
+def test_fast_max_pool_equals_the_textbook_loop_with_ties_nans_and_infinities(case, dtype, seed, tiles):
+    """Both fast kernels ('runs', and '2x2 tiles' for 2x2 stride-2 windows without padding) against the window loop:
+    the same outputs and the same first-maximum indices, NaN and -inf pixels included, whatever their position."""
+    gen = np.random.default_rng(seed)
+    x = gen.integers(-2, 3, case["shape"]).astype(dtype)
+    specials = gen.random(case["shape"])
+    x[specials < 0.05] = np.nan
+    x[(specials >= 0.05) & (specials < 0.1)] = -np.inf
+    x[(specials >= 0.1) & (specials < 0.12)] = np.inf
+    with fast_mode(pool_2x2=tiles):
+        got = cpu_pool.max_pool_forward(x, case["kernel"], case["stride"], case["pad"])
+    want = cpu.max_pool_forward(x, case["kernel"], case["stride"], case["pad"])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 @pytest.mark.parametrize(
     ("shape", "kernel", "stride", "pad"),
     [
@@ -381,39 +417,18 @@ def test_max_pool_matches_the_reference_across_stacked_plane_groups(shape, kerne
     # or start on rows a stride skips, must be dropped, and the last, shorter group must be scanned to its end.
     # Values from {-2..2}: many ties.
     x = np.random.default_rng(4).integers(-2, 3, shape).astype(np.float32)
-    y, idx = cpu.max_pool_forward(x, kernel, stride, pad)
     ry, ridx = ref_max_pool(x, kernel, stride, pad)
-    np.testing.assert_array_equal(y, ry)
-    np.testing.assert_array_equal(idx, ridx)
+    for forward in MAX_POOLS.values():
+        y, idx = forward(x, kernel, stride, pad)
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(idx, ridx)
 
 
-@pytest.mark.parametrize("shape", [(3, 2, 8, 8), (2, 3, 7, 9), (1, 1, 2, 2), (2, 1, 24, 24)])
-def test_max_pool_2x2_kernel_matches_the_general_kernel_with_ties_nans_and_odd_sizes(shape, monkeypatch):
-    """2x2 windows with stride 2 and no padding have a kernel of their own; odd sizes drop the last row or column.
-    Small integers make ties common; NaNs and infinities are placed in every position of a window."""
-    rng = np.random.default_rng(5)
-    x = rng.integers(-2, 3, size=shape).astype(np.float32)
-    specials = rng.random(shape)
-    x[specials < 0.05] = np.nan
-    x[(specials >= 0.05) & (specials < 0.08)] = -np.inf
-    x[(specials >= 0.08) & (specials < 0.1)] = np.inf
-    got = cpu.max_pool_forward(x, (2, 2), (2, 2), (0, 0))
-    monkeypatch.setattr(cpu, "USE_POOL_2X2", False)
-    want = cpu.max_pool_forward(x, (2, 2), (2, 2), (0, 0))
-    np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_array_equal(got[1], want[1])
-    x[np.isnan(x)] = 1.0  # the reference's argmax lets a NaN win anywhere: compare it on the rest
-    ref_y, ref_idx = ref_max_pool(x, (2, 2), (2, 2), (0, 0))
-    monkeypatch.setattr(cpu, "USE_POOL_2X2", True)
-    got = cpu.max_pool_forward(x, (2, 2), (2, 2), (0, 0))
-    np.testing.assert_array_equal(got[0], ref_y)
-    np.testing.assert_array_equal(got[1], ref_idx)
-
-
-def test_max_pool_with_padding_never_picks_the_padding():
+@pytest.mark.parametrize("forward", MAX_POOLS.values(), ids=MAX_POOLS.keys())
+def test_max_pool_with_padding_never_picks_the_padding(forward):
     # All inputs negative: a zero-padded implementation would return 0 at the border windows.
     x = -1.0 - np.arange(25.0).reshape(1, 1, 5, 5)
-    y, idx = cpu.max_pool_forward(x, (3, 3), (1, 1), (1, 1))
+    y, idx = forward(x, (3, 3), (1, 1), (1, 1))
     assert (y < 0).all()
     np.testing.assert_array_equal(y, ref_max_pool(x, (3, 3), (1, 1), (1, 1))[0])
     assert y[0, 0, 0, 0] == -1.0  # top-left window holds x[0,0] = -1, x[0,1], x[1,0], x[1,1] and padding
@@ -505,23 +520,25 @@ def test_kernels_accept_non_contiguous_inputs():
     )
 
 
-def test_max_pool_padding_never_wins_even_against_minus_infinity():
+@pytest.mark.parametrize("forward", MAX_POOLS.values(), ids=MAX_POOLS.keys())
+def test_max_pool_padding_never_wins_even_against_minus_infinity(forward):
     """A window whose real pixels are all -inf still reports its first real pixel, never a padding cell."""
     x = np.full((1, 1, 3, 3), -np.inf, dtype=np.float32)
-    y, idx = cpu.max_pool_forward(x, (3, 3), (1, 1), (1, 1))
+    y, idx = forward(x, (3, 3), (1, 1), (1, 1))
     assert np.all(y == -np.inf)
     # first pixel inside the image of each clipped window: (max(y-1, 0), max(x-1, 0))
     expected = [[max(r - 1, 0) * 3 + max(c - 1, 0) for c in range(3)] for r in range(3)]
     np.testing.assert_array_equal(idx[0, 0], expected)
 
 
-def test_max_pool_nan_wins_only_as_the_windows_first_pixel():
+@pytest.mark.parametrize("forward", MAX_POOLS.values(), ids=MAX_POOLS.keys())
+def test_max_pool_nan_wins_only_as_the_windows_first_pixel(forward):
     """Strict '>' comparisons: a NaN that starts a window stays its maximum (divergence shows); a NaN further in
     loses to everything, as every comparison with it is false."""
     x = np.array([[[[np.nan, 5, 1], [1, 2, 3], [0, 0, 9]]]], dtype=np.float32)
-    y, idx = cpu.max_pool_forward(x, (3, 3), (1, 1), (1, 1))
+    y, idx = forward(x, (3, 3), (1, 1), (1, 1))
     assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 0  # the window starts at the NaN
     assert y[0, 0, 1, 2] == 9 and idx[0, 0, 1, 2] == 8  # starts at 5 (0, 1): the NaN is not in it
     assert y[0, 0, 2, 2] == 9 and idx[0, 0, 2, 2] == 8
-    y, idx = cpu.max_pool_forward(np.array([[[[1, np.nan], [0, 2]]]], dtype=np.float32), (2, 2), (1, 1), (0, 0))
+    y, idx = forward(np.array([[[[1, np.nan], [0, 2]]]], dtype=np.float32), (2, 2), (1, 1), (0, 0))
     assert y[0, 0, 0, 0] == 2 and idx[0, 0, 0, 0] == 3  # the NaN inside the window is passed over

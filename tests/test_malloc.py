@@ -1,6 +1,6 @@
-"""The CPU backend keeps freed arrays in glibc's heap (backend/cpu.py, _reuse_freed_memory): no large array is
-mapped fresh from the OS, so a training step's activations do not pay their page faults again every step. Checked in
-fresh interpreters through glibc's own account (mallinfo2: bytes in mapped chunks, bytes in the heap)."""
+"""Importing minicnn keeps freed arrays in glibc's heap (fast/tuning.py): no large array is mapped fresh from the OS,
+so a training step's activations do not pay their page faults again every step. Checked in fresh interpreters
+through glibc's own account (mallinfo2: bytes in mapped chunks, bytes in the heap)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = r"""
 import ctypes
 import numpy as np
-from minicnn.backend import cpu
+import minicnn
 
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -38,7 +38,7 @@ print(mapped >= 64 << 20, b.ctypes.data == first)
 
 
 def probe(**env) -> list[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "MINICNN_TEXTBOOK"}
     full.update(PYTHONPATH=str(ROOT), **env)
     r = subprocess.run(
         [sys.executable, "-c", PROBE], env=full, capture_output=True, text=True, timeout=120, check=False
@@ -63,4 +63,12 @@ def test_a_large_array_comes_from_the_heap_and_its_memory_serves_the_next_one():
 @needs_glibc
 def test_mappings_the_user_allows_in_the_environment_are_kept():
     mapped, _ = probe(MALLOC_MMAP_MAX_="65536")
+    assert mapped == "True"
+
+
+@needs_glibc
+@pytest.mark.parametrize("switch", ["MINICNN_TEXTBOOK=1", "MINICNN_TUNING=0"])
+def test_the_textbook_mode_and_minicnn_tuning_0_leave_the_allocator_as_glibc_sets_it(switch):
+    name, _, value = switch.partition("=")
+    mapped, _ = probe(**{name: value})
     assert mapped == "True"

@@ -10,9 +10,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import fast_mode
 
 import minicnn as mc
-from minicnn import autograd, init, models, nn
+from minicnn import autograd, config, init, models, nn
 from minicnn.models.googlenet import Inception
 from minicnn.summary import summarize
 from reference import load_mxnet
@@ -331,8 +332,8 @@ def test_inception_is_a_block_whose_forward_concatenates_its_four_paths(seeded):
 
 
 def test_inceptions_fused_1x1_convolutions_give_the_chapters_forward_and_gradients():
-    """forward runs p1_1, p2_1 and p3_1 as one convolution; forward_by_layer is the chapter's code. They may
-    differ only by the rounding of sums taken in another order."""
+    """forward_fused_heads runs p1_1, p2_1 and p3_1 as one convolution; forward in textbook mode is the chapter's
+    code. They may differ only by the rounding of sums taken in another order."""
     blk = Inception(4, (3, 5), (2, 6), 7)
     blk.initialize(init=init.Xavier())
     rng = np.random.default_rng(1)
@@ -342,10 +343,10 @@ def test_inceptions_fused_1x1_convolutions_give_the_chapters_forward_and_gradien
     for p in blk.collect_params().values():
         p.set_data(mc.array(rng.standard_normal(p.shape)))
     results = []
-    for forward in (blk.forward, blk.forward_by_layer):
+    for forward in (blk.forward_fused_heads, blk.forward):
         x = mc.array(x0)
         x.attach_grad()
-        with autograd.record():
+        with autograd.record(), config.textbook(forward == blk.forward):
             y = forward(x)
             loss = (y * mc.array(np.arange(y.size).reshape(y.shape) % 7)).sum()
         loss.backward()
@@ -465,20 +466,19 @@ def test_the_memory_saving_paths_of_vgg_change_no_gradient(monkeypatch):
     max-pool index is recomputed in backward instead of kept, and a convolution takes its ReLU's gradient chunk by
     chunk. Forcing both everywhere (index never kept, one sample per chunk) must give the same gradients."""
     from minicnn import random
-    from minicnn.backend import cpu
+    from minicnn.backend import shapes
+    from minicnn.fast import cpu_pool, dispatch
     from minicnn.loss import SoftmaxCrossEntropyLoss
-    from minicnn.ops import conv as conv_op
-    from minicnn.ops import pooling
 
     calls = []
-    kernel = cpu.max_pool_forward
-    monkeypatch.setattr(cpu, "max_pool_forward", lambda *a: calls.append(1) or kernel(*a))
+    kernel = cpu_pool.max_pool_forward
+    monkeypatch.setattr(cpu_pool, "max_pool_forward", lambda *a: calls.append(1) or kernel(*a))
     x = mc.array(np.random.default_rng(0).random((3, 1, 32, 32)), dtype="float64")
     labels = mc.array(np.array([1.0, 5.0, 9.0]), dtype="float64")
 
     def gradients(keep_index_bytes: int, chunk_bytes: int) -> tuple[dict, int]:
-        monkeypatch.setattr(pooling, "KEEP_INDEX_BYTES", keep_index_bytes)
-        monkeypatch.setattr(conv_op, "IM2COL_CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(dispatch, "KEEP_INDEX_BYTES", keep_index_bytes)
+        monkeypatch.setattr(shapes, "IM2COL_CHUNK_BYTES", chunk_bytes)
         random.seed(0)
         net = models.vgg11(width_divisor=16)
         for p in net.collect_params().values():
@@ -492,8 +492,9 @@ def test_the_memory_saving_paths_of_vgg_change_no_gradient(monkeypatch):
         loss.backward()
         return {k: p.grad().asnumpy() for k, p in net.collect_params().items()}, len(calls)
 
-    plain, plain_calls = gradients(1 << 40, 1 << 40)
-    lean, lean_calls = gradients(0, 1)
+    with fast_mode():  # the memory-saving paths are fast-mode ones
+        plain, plain_calls = gradients(1 << 40, 1 << 40)
+        lean, lean_calls = gradients(0, 1)
     assert (plain_calls, lean_calls) == (5, 10)  # five pools; the lean run runs each forward kernel again
     for k, g in plain.items():
         assert np.abs(g).max() > 0, k

@@ -12,14 +12,16 @@ import contextlib
 
 import numpy as np
 import pytest
-from conftest import distinct_values, window_cases
+from conftest import distinct_values, fast_mode, window_cases
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
-from minicnn import autograd, nn, ops
-from minicnn.backend import cpu
+from minicnn import autograd, config, nn, ops
+from minicnn.backend import cpu, shapes
 from minicnn.errors import ShapeError
+from minicnn.fast import conv as fast_conv
+from minicnn.fast import cpu_im2col
 from minicnn.ops import conv as conv_module
 
 SEEDS = st.integers(0, 2**32 - 1)
@@ -82,18 +84,21 @@ def ref_conv(x, w, b, stride, pad):
 
 @contextlib.contextmanager
 def conv_settings(**values):
-    """Set ops/conv.py's path switches and thresholds (USE_WINOGRAD=False, DIRECT_MAX_K=0, ...) inside the block,
-    whatever the environment says, and put them back after it."""
-    from minicnn.ops import conv as conv_module  # noqa: PLC0415
+    """Fast mode with fast/dispatch.py's switches and thresholds set inside the block, whatever the environment says:
+    USE_WINOGRAD=False runs as MINICNN_WINOGRAD=0 does, DIRECT_MAX_K=0 sets that threshold."""
+    from minicnn.fast import dispatch  # noqa: PLC0415
 
-    saved = {name: getattr(conv_module, name) for name in values}
-    for name, value in values.items():
-        setattr(conv_module, name, value)
-    try:
+    switches = {name[4:].lower(): on for name, on in values.items() if name.startswith("USE_")}
+    with fast_mode(**switches), pytest.MonkeyPatch.context() as mp:
+        for name, value in values.items():
+            if not name.startswith("USE_"):
+                mp.setattr(dispatch, name, value)
         yield
-    finally:
-        for name, value in saved.items():
-            setattr(conv_module, name, value)
+
+
+def textbook():
+    """The context in which Conv2D runs the textbook algorithm, im2col + GEMM, whatever the environment says."""
+    return config.textbook(True)
 
 
 def conv_step(x, w, b, act, input_grad: bool, stride=1, pad=0):
@@ -120,7 +125,7 @@ def check_path_gradients(path: str, forced, inputs, stride, pad, act, seed):
     with forced:
         f = conv_module.Conv2D(pair(stride), pair(pad), act=act)
         f(*(f64(v) for v in inputs[:2]))
-        assert f.path == path
+        assert f.algorithm == path
         if (
             act == "relu"
             and np.abs(ops.conv2d(*(f64(v) for v in inputs), stride=stride, pad=pad).asnumpy()).min() < 1e-4
@@ -130,8 +135,8 @@ def check_path_gradients(path: str, forced, inputs, stride, pad, act, seed):
 
 
 def check_paths_agree(path: str, conv_path, x, w, b, act, input_grad: bool, stride=1, pad=0, tol=1e-5):
-    """conv_step on `path` and on im2col (each forced by the context conv_path(name) of that path's tests): the
-    float32 results differ only by rounding. Returns the path's results."""
+    """conv_step on `path` and on the textbook's im2col (each forced by the context conv_path(name) of that path's
+    tests): the float32 results differ only by rounding. Returns the path's results."""
     results = {}
     for name in ("im2col", path):
         with conv_path(name):
@@ -200,40 +205,46 @@ def test_conv2d_1x1_fast_path_gradients_and_values(bias):
     np.testing.assert_allclose(y.asnumpy(), ref_conv(inputs[0], inputs[1], inputs[2] if bias else None, (1, 1), (0, 0)))
 
 
+@pytest.mark.parametrize("mode", ["textbook", "fused im2col"])
 @pytest.mark.parametrize("kernel", [(1, 1), (3, 2)])
 @pytest.mark.parametrize("samples_per_chunk", [1, 2])
-def test_conv2d_in_chunks_of_the_batch_gives_the_same_values_and_gradients(monkeypatch, kernel, samples_per_chunk):
+def test_conv2d_in_chunks_of_the_batch_gives_the_same_values_and_gradients(
+    monkeypatch, kernel, samples_per_chunk, mode
+):
     # Batch 5 in chunks of 1 or 2 samples (the last chunk is partial); a spy counts the im2col calls of forward.
     case = {"shape": (5, 2, 5, 4), "kernel": kernel, "stride": (1, 1), "pad": (1, 0) if kernel != (1, 1) else (0, 0)}
     inputs = conv_inputs(case, 3, True, seed=11)
     whole = conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()
     oh = 5 + 2 * case["pad"][0] - kernel[0] + 1
     ow = 4 - kernel[1] + 1
-    per_sample = conv_module._sample_bytes(2 * kernel[0] * kernel[1], 3, oh * ow, 8)
-    monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", samples_per_chunk * per_sample)
-    monkeypatch.setattr(conv_module, "USE_PLANE", False)  # the im2col path, whose im2col calls are counted
+    k = 2 * kernel[0] * kernel[1]
+    per_sample = k * oh * ow * 8 if mode == "textbook" else fast_conv._sample_bytes(k, 3, oh * ow, 8)
+    monkeypatch.setattr(shapes, "IM2COL_CHUNK_BYTES", samples_per_chunk * per_sample)
+    kernels = cpu if mode == "textbook" else cpu_im2col
     calls = []
-    real_im2col = cpu.im2col
-    monkeypatch.setattr(cpu, "im2col", lambda x, *a, **k: calls.append(x.shape[0]) or real_im2col(x, *a, **k))
-    chunked = conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()
-    assert calls == [samples_per_chunk] * (5 // samples_per_chunk) + (
-        [5 % samples_per_chunk] if 5 % samples_per_chunk else []
-    )
-    np.testing.assert_allclose(chunked, whole, rtol=1e-13, atol=1e-13)
-    check_gradients(conv_fn(case), inputs, seed=3)
+    real_im2col = kernels.im2col
+    monkeypatch.setattr(kernels, "im2col", lambda x, *a, **k: calls.append(x.shape[0]) or real_im2col(x, *a, **k))
+    # the fused im2col path, whose im2col calls are counted (not the plane or pointwise kernels)
+    with textbook() if mode == "textbook" else conv_settings(USE_PLANE=False, USE_POINTWISE=False):
+        chunked = conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()
+        assert calls == [samples_per_chunk] * (5 // samples_per_chunk) + (
+            [5 % samples_per_chunk] if 5 % samples_per_chunk else []
+        )
+        np.testing.assert_allclose(chunked, whole, rtol=1e-13, atol=1e-13)
+        check_gradients(conv_fn(case), inputs, seed=3)
 
 
 @pytest.mark.parametrize("act", list(ACTS))
-def test_conv2d_gradients_with_more_output_channels_than_the_transposed_gemm_takes(act, monkeypatch):
+def test_conv2d_gradients_with_more_output_channels_than_the_transposed_gemm_takes(act):
     # Layers with at most FEW_ROWS output channels run their GEMMs transposed; the other path needs checking too.
     case = {"shape": (2, 2, 4, 4), "kernel": (3, 3), "stride": (1, 1), "pad": (1, 1)}
-    inputs = conv_inputs(case, conv_module.FEW_ROWS + 2, True, seed=13)
-    monkeypatch.setattr(conv_module, "USE_PLANE", False)  # the im2col path's GEMMs
-    if act == "relu":
-        assume_away_kinks = np.abs(conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()).min() > 1e-4
-        assert assume_away_kinks, "pick another seed: a pre-activation lies on relu's kink"
-    check_gradients(conv_fn(case, act), inputs, seed=13)
-    y = conv_fn(case, act)(*(f64(v) for v in inputs))
+    inputs = conv_inputs(case, fast_conv.FEW_ROWS + 2, True, seed=13)
+    with conv_settings(USE_PLANE=False):  # the fused im2col path's GEMMs
+        if act == "relu":
+            assume_away_kinks = np.abs(conv_fn(case)(*(f64(v) for v in inputs)).asnumpy()).min() > 1e-4
+            assert assume_away_kinks, "pick another seed: a pre-activation lies on relu's kink"
+        check_gradients(conv_fn(case, act), inputs, seed=13)
+        y = conv_fn(case, act)(*(f64(v) for v in inputs))
     np.testing.assert_allclose(y.asnumpy(), ACTS[act](ref_conv(*inputs, (1, 1), (1, 1))), rtol=1e-10, atol=1e-10)
 
 
@@ -545,6 +556,7 @@ def test_concat_with_mismatched_shapes_is_a_shape_error_listing_them():
     ("path", "x_shape", "w_shape", "pad"),
     [
         ("im2col", (0, 17, 5, 5), (2, 17, 2, 2), 1),
+        ("fused im2col", (0, 17, 5, 5), (2, 17, 2, 2), 1),
         ("plane", (0, 3, 5, 5), (2, 3, 3, 3), 1),
         ("winograd", (0, 17, 5, 5), (2, 17, 3, 3), 1),
         ("pointwise", (0, 3, 16, 16), (2, 3, 1, 1), 0),
@@ -557,12 +569,10 @@ def test_conv2d_takes_an_empty_batch_on_every_path(path, x_shape, w_shape, pad):
     x, w = mc.array(np.zeros(x_shape, np.float32)), mc.array(np.ones(w_shape, np.float32))
     x.attach_grad(), w.attach_grad()
     f = ops.Conv2D(pad=(pad, pad), act="relu")
-    with (
-        conv_settings(USE_WINOGRAD=True, USE_POINTWISE=True, USE_DIRECT=True, USE_PLANE=True),
-        autograd.record(),
-    ):  # whatever the env
+    mode = textbook() if path == "im2col" else conv_settings(USE_WINOGRAD=True, USE_POINTWISE=True, USE_DIRECT=True)
+    with mode, autograd.record():  # whatever the env
         y = f(x, w)
-        assert f.path == path
+        assert f.algorithm == path
         loss = y.sum()
     loss.backward()
     assert y.shape == (0, w_shape[0], x_shape[2] + 2 * pad - w_shape[2] + 1, x_shape[3] + 2 * pad - w_shape[3] + 1)

@@ -1,6 +1,6 @@
-"""The direct convolution of small planes (backend/cpu_plane.py): its kernels against the direct definition and the
-im2col path's readable steps, Conv2D's small-plane path against central differences and against its im2col path,
-and the rule that picks it. Its MXNet differential test is test_conv2d_output_and_gradients_match_mxnet."""
+"""The direct convolution of small planes (fast/cpu_plane.py): its kernels against the direct definition and the
+textbook's im2col steps, Conv2D's small-plane path against central differences and against the textbook, and the
+rule that picks it. Its MXNet differential test is test_conv2d_output_and_gradients_match_mxnet."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import pytest
 from conftest import float_dtypes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_direct import arrays, tolerance
-from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv
+from test_direct import GPU, arrays, tolerance
+from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv, textbook
 
-from minicnn.backend import cpu, epilogue
-from minicnn.ops import conv as conv_module
+from minicnn import ops
+from minicnn.backend import cpu, shapes
+from minicnn.fast import cpu_plane as plane
+from minicnn.fast import dispatch
 
 SEEDS = st.integers(0, 2**32 - 1)
-plane = cpu.plane_conv
 
 
 def conv_path(path: str):
@@ -24,7 +25,7 @@ def conv_path(path: str):
     1x1 layer the pointwise path, no thin one the direct path)."""
     if path == "plane":
         return conv_settings(USE_PLANE=True, PLANE_SMALL_CHANNELS=10**9, PLANE_SMALL_PIXELS=10**9, USE_POINTWISE=False)
-    return conv_settings(USE_PLANE=False)
+    return textbook()
 
 
 @st.composite
@@ -85,7 +86,7 @@ def check_backward(case, act, dtype, seed, nb=None):
     gy = rng.standard_normal(y.shape).astype(dtype)
     n, o = y.shape[:2]
     window = (case["w"][2:], case["stride"], case["pad"])
-    g = epilogue.act_grad(y.reshape(n, o, -1), gy.reshape(n, o, -1), act, np.empty((n, o, y[0, 0].size)), None)
+    g = gy.reshape(n, o, -1) if act is None else ops.activation.grad(act, y.reshape(n, o, -1), gy.reshape(n, o, -1))
     g2 = g.astype(np.float64).transpose(1, 0, 2).reshape(o, -1)
     cols = cpu.im2col(x.astype(np.float64), *window)
     want_gw = (g2 @ cols.T).reshape(w.shape)
@@ -210,7 +211,7 @@ def test_conv2d_plane_path_gradients_match_central_differences(case, bias, act, 
 def test_conv2d_plane_and_im2col_paths_agree_in_float32(chunk_bytes, act, input_grad, monkeypatch):
     """The float32 results of the two paths differ only by rounding, whatever the batch chunks of backward.
     4,000 bytes: one sample's gradient block takes 5 * 8 * 10 * 4 = 1,600, so chunks of 2 and 1 samples."""
-    monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(shapes, "IM2COL_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 3, 12, 12)).astype(np.float32)
     w = (rng.standard_normal((5, 3, 5, 5)) * 0.3).astype(np.float32)
@@ -219,32 +220,28 @@ def test_conv2d_plane_and_im2col_paths_agree_in_float32(chunk_bytes, act, input_
     assert y.shape == (3, 5, 8, 10)
 
 
-def test_conv2d_takes_the_plane_path_for_few_channels_on_small_planes_and_thin_layers_on_large_ones(monkeypatch):
-    monkeypatch.setattr(conv_module, "USE_PLANE", True)  # whatever MINICNN_PLANE says
-    few, pixels = conv_module.PLANE_SMALL_CHANNELS, conv_module.PLANE_SMALL_PIXELS
-    thin, large = conv_module.PLANE_THIN_CHANNELS, conv_module.PLANE_THIN_PIXELS
-    rule = lambda c, o, kernel=(5, 5), stride=(1, 1), hw=(8, 8): conv_module.use_plane(cpu, c, o, kernel, stride, hw)  # noqa: E731
-    assert rule(1, 6, hw=(24, 24)) and rule(6, 16) and rule(few, few)
-    assert not rule(few + 1, 6) and not rule(6, few + 1)
-    assert not rule(6, 16, stride=(1, 2)) and not rule(6, 16, stride=(2, 1))
-    side = int(pixels**0.5)  # a padded plane of side x side pixels is the largest small one
-    assert rule(1, 6, (5, 5), hw=(side - 4, side - 4)) and not rule(1, 6, (5, 5), hw=(side - 3, side - 4))
-    big = (large // 56, 56)  # the smallest large output
-    assert rule(thin, thin, (3, 3), hw=big) and rule(1, thin, (3, 3), hw=(224, 224))
-    assert not rule(thin + 1, 8, (3, 3), hw=big) and not rule(8, thin + 1, (3, 3), hw=big)
-    assert not rule(thin, thin, (3, 3), hw=(big[0] - 1, 56)) and not rule(thin, thin, (3, 3), (1, 2), big)
-
-    class NoPlane:  # a backend without the kernels (the GPU's)
-        winograd = direct = plane_conv = None
-
-    assert not conv_module.use_plane(NoPlane, 1, 6, (5, 5), (1, 1), (24, 24))
-    path = lambda be, c, o, k, pad, hw: conv_module.conv_path(be, c, (k, k), (1, 1), (pad, pad), hw, o)  # noqa: E731
-    assert path(cpu, 1, 6, 5, 0, (24, 24)) == path(cpu, 6, 16, 5, 0, (8, 8)) == "plane"  # LeNet's layers
-    assert path(cpu, 1, 16, 3, 1, (224, 224)) == path(cpu, 16, 32, 3, 1, (112, 112)) == "plane"  # ÷4 VGG's
-    assert path(cpu, 32, 64, 3, 1, (56, 56)) == path(cpu, 64, 64, 3, 1, (56, 56)) == "plane"
-    assert path(cpu, 64, 128, 3, 1, (28, 28)) == "winograd" and path(cpu, 16, 32, 5, 2, (12, 12)) == "im2col"
-    assert path(cpu, 64, 64, 1, 0, (56, 56)) == "pointwise"  # a 1x1 layer on a large plane is a GEMM
-    assert path(NoPlane, 1, 6, 5, 0, (24, 24)) == "im2col"
-
-    monkeypatch.setattr(conv_module, "USE_PLANE", False)  # MINICNN_PLANE=0
-    assert not rule(1, 6)
+def test_conv2d_takes_the_plane_path_for_few_channels_on_small_planes_and_thin_layers_on_large_ones():
+    few, pixels = dispatch.PLANE_SMALL_CHANNELS, dispatch.PLANE_SMALL_PIXELS
+    thin, large = dispatch.PLANE_THIN_CHANNELS, dispatch.PLANE_THIN_PIXELS
+    rule = lambda c, o, kernel=(5, 5), stride=(1, 1), hw=(8, 8): dispatch.use_plane(c, o, kernel, stride, hw)  # noqa: E731
+    path = lambda be, c, o, k, pad, hw: dispatch.conv2d(be, c, o, (k, k), (1, 1), (pad, pad), hw)  # noqa: E731
+    with conv_settings(USE_PLANE=True):  # whatever MINICNN_PLANE says
+        assert rule(1, 6, hw=(24, 24)) and rule(6, 16) and rule(few, few)
+        assert not rule(few + 1, 6) and not rule(6, few + 1)
+        assert not rule(6, 16, stride=(1, 2)) and not rule(6, 16, stride=(2, 1))
+        side = int(pixels**0.5)  # a padded plane of side x side pixels is the largest small one
+        assert rule(1, 6, (5, 5), hw=(side - 4, side - 4)) and not rule(1, 6, (5, 5), hw=(side - 3, side - 4))
+        big = (large // 56, 56)  # the smallest large output
+        assert rule(thin, thin, (3, 3), hw=big) and rule(1, thin, (3, 3), hw=(224, 224))
+        assert not rule(thin + 1, 8, (3, 3), hw=big) and not rule(8, thin + 1, (3, 3), hw=big)
+        assert not rule(thin, thin, (3, 3), hw=(big[0] - 1, 56)) and not rule(thin, thin, (3, 3), (1, 2), big)
+        assert path(cpu, 1, 6, 5, 0, (24, 24)) == path(cpu, 6, 16, 5, 0, (8, 8)) == "plane"  # LeNet's layers
+        assert path(cpu, 1, 16, 3, 1, (224, 224)) == path(cpu, 16, 32, 3, 1, (112, 112)) == "plane"  # ÷4 VGG's
+        assert path(cpu, 32, 64, 3, 1, (56, 56)) == path(cpu, 64, 64, 3, 1, (56, 56)) == "plane"
+        assert path(cpu, 64, 128, 3, 1, (28, 28)) == "winograd" and path(cpu, 16, 32, 5, 2, (12, 12)) == "fused im2col"
+        assert path(cpu, 64, 64, 1, 0, (56, 56)) == "pointwise"  # a 1x1 layer on a large plane is a GEMM
+        assert path(GPU, 1, 6, 5, 0, (24, 24)) == "im2col"
+    with conv_settings(USE_PLANE=False):  # MINICNN_PLANE=0
+        assert not rule(1, 6) and path(cpu, 1, 6, 5, 0, (24, 24)) == "fused im2col"
+    with textbook():
+        assert path(cpu, 1, 6, 5, 0, (24, 24)) == "im2col"

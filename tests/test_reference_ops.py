@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import conv_settings
+from test_ops_gradcheck import conv_settings, textbook
 
 import minicnn as mc
-from minicnn import autograd, ops
+from minicnn import autograd, config, ops
 from minicnn.backend import cpu
-from minicnn.ops import conv as conv_module
+from minicnn.fast import dispatch
 from reference import MXNET_SKIP_REASON, load_mxnet
 
 mx = load_mxnet()
@@ -135,6 +135,7 @@ def corner_examples(**extra):
 # ---- convolution ---------------------------------------------------------------------------------------
 @settings(deadline=None)
 @corner_examples(out_channels=3, use_bias=True, path="im2col")
+@corner_examples(out_channels=3, use_bias=True, path="fused im2col")
 @corner_examples(out_channels=3, use_bias=True, path="direct")
 @corner_examples(out_channels=3, use_bias=True, path="plane")
 @given(
@@ -142,12 +143,13 @@ def corner_examples(**extra):
     seed=seeds,
     out_channels=st.integers(1, 4),
     use_bias=st.booleans(),
-    path=st.sampled_from(["im2col", "direct", "plane"]),
+    path=st.sampled_from(["im2col", "fused im2col", "direct", "plane"]),
 )
 def test_conv2d_output_and_gradients_match_mxnet(case, seed, out_channels, use_bias, path):
-    """The three paths these small layers can take on the CPU: im2col + GEMM, the direct kernels (forced here for
-    any window and width, with the horizontal stride set to 1, all they take; Conv2D itself picks them for small
-    windows and wide outputs only) and the small-plane kernels (forced for any size, with stride 1)."""
+    """The paths these small layers can take on the CPU: the textbook's im2col + GEMM, the fused im2col, the direct
+    kernels (forced here for any window and width, with the horizontal stride set to 1, all they take; Conv2D
+    itself picks them for small windows and wide outputs only) and the small-plane kernels (forced for any size,
+    with stride 1)."""
     if path == "direct":
         case = dataclasses.replace(case, stride=(case.stride[0], 1))
         settings_ = {"USE_DIRECT": True, "DIRECT_MAX_K": 10**9, "DIRECT_MIN_WIDTH": 1, "USE_POINTWISE": False}
@@ -157,12 +159,12 @@ def test_conv2d_output_and_gradients_match_mxnet(case, seed, out_channels, use_b
         settings_ = {"USE_PLANE": True, "PLANE_SMALL_CHANNELS": 10**9, "PLANE_SMALL_PIXELS": 10**9}
         settings_.update(USE_POINTWISE=False)
     else:
-        settings_ = {"USE_DIRECT": False, "USE_POINTWISE": False, "USE_PLANE": False}
-    with conv_settings(**settings_):
+        settings_ = {"USE_DIRECT": False, "USE_POINTWISE": False, "USE_PLANE": False, "USE_WINOGRAD": False}
+    with textbook() if path == "im2col" else conv_settings(**settings_):
         out_hw = [
             (size + 2 * p - k) // s + 1 for size, k, s, p in zip((case.h, case.w), case.kernel, case.stride, case.pad)
         ]
-        assert conv_module.conv_path(cpu, case.c, case.kernel, case.stride, case.pad, out_hw, out_channels) == path
+        assert dispatch.conv2d(cpu, case.c, out_channels, case.kernel, case.stride, case.pad, out_hw) == path
         _check_conv(case, seed, out_channels, use_bias)
 
 
@@ -205,11 +207,11 @@ def _check_conv(case, seed, out_channels, use_bias):
 )
 def test_conv2d_winograd_path_matches_mxnet(n, c, o, size, pad, seed):
     """3x3 stride-1 layers with this many input channels (and any number of outputs) take the Winograd path on the
-    CPU (ops/conv.py): same results as MXNet's convolution within float32 rounding, odd and even output sizes,
+    CPU (fast/conv.py): same results as MXNet's convolution within float32 rounding, odd and even output sizes,
     forward and backward."""
     h, w = (max(s, 3 - 2 * p) for s, p in zip(size, pad))
     with conv_settings(USE_WINOGRAD=True, WINOGRAD_MIN_SIDE=1):  # whatever MINICNN_WINOGRAD says; any plane
-        assert conv_module.use_winograd(cpu, c, (3, 3), (1, 1), (h + 2 * pad[0] - 2, w + 2 * pad[1] - 2))
+        assert dispatch.use_winograd(c, (3, 3), (1, 1), (h + 2 * pad[0] - 2, w + 2 * pad[1] - 2))
         _check_winograd_conv(n, c, o, h, w, pad, seed)
 
 
@@ -239,10 +241,10 @@ def _check_winograd_conv(n, c, o, h, w, pad, seed):
     seed=seeds,
 )
 def test_conv2d_pointwise_path_matches_mxnet(n, c, o, size, act, seed):
-    """1x1 layers on the pointwise path (a batched GEMM on NCHW, ops/conv.py; here on small planes too): same
+    """1x1 layers on the pointwise path (a batched GEMM on NCHW, fast/conv.py; here on small planes too): same
     results as MXNet's convolution (+ relu) within float32 rounding, forward and backward."""
     with conv_settings(USE_POINTWISE=True, POINTWISE_MIN_PIXELS=1):  # whatever MINICNN_POINTWISE says
-        assert conv_module.use_pointwise((1, 1), (1, 1), (0, 0), size)
+        assert dispatch.use_pointwise((1, 1), (1, 1), (0, 0), size)
         rng = np.random.default_rng(seed)
         inputs = [uniform(rng, (n, c, *size)), uniform(rng, (o, c, 1, 1)), uniform(rng, (o,))]
         ours = lambda x, k, b: ops.conv2d(x, k, b, act=act)  # noqa: E731
@@ -285,11 +287,13 @@ def test_max_pool_output_and_gradient_match_mxnet(case, seed):
     ours, theirs = _pool_pair("max", case)
     y, _ = run_minicnn(ours, [x])
     head = uniform(rng, y.shape)
-    y, (g,) = run_minicnn(ours, [x], head)
     y_ref, (g_ref,) = run_mxnet(theirs, [x], head)
-    np.testing.assert_array_equal(y, y_ref, err_msg=f"max pool output {case}")  # a max is exact
-    overlap = -(-case.kernel[0] // case.stride[0]) * -(-case.kernel[1] // case.stride[1])
-    assert_close(g, g_ref, overlap, f"max pool d/dx {case}")
+    for textbook_mode in (True, False):  # the window loop and the fast kernels
+        with config.textbook(textbook_mode):
+            y, (g,) = run_minicnn(ours, [x], head)
+        np.testing.assert_array_equal(y, y_ref, err_msg=f"max pool output {case}")  # a max is exact
+        overlap = -(-case.kernel[0] // case.stride[0]) * -(-case.kernel[1] // case.stride[1])
+        assert_close(g, g_ref, overlap, f"max pool d/dx {case}")
 
 
 @settings(deadline=None)
@@ -309,10 +313,12 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum_like_mxnet(case, s
     ours, theirs = _pool_pair("max", case)
     y, _ = run_minicnn(ours, [x])
     head = rng.integers(1, 5, size=y.shape).astype(np.float32)  # small integers: sums are exact
-    y, (g,) = run_minicnn(ours, [x], head)
     y_ref, (g_ref,) = run_mxnet(theirs, [x], head)
-    np.testing.assert_array_equal(y, y_ref, err_msg=f"max pool output with ties {case}")
-    np.testing.assert_array_equal(g, g_ref, err_msg=f"max pool d/dx with ties {case}")
+    for textbook_mode in (True, False):  # the window loop and the fast kernels
+        with config.textbook(textbook_mode):
+            y, (g,) = run_minicnn(ours, [x], head)
+        np.testing.assert_array_equal(y, y_ref, err_msg=f"max pool output with ties {case}")
+        np.testing.assert_array_equal(g, g_ref, err_msg=f"max pool d/dx with ties {case}")
 
 
 def test_max_pool_of_all_ones_sends_gradient_to_each_windows_top_left():

@@ -21,7 +21,8 @@ from minicnn import autograd, checkpoint, cli, init, nn
 from minicnn import random as mc_random
 from minicnn.data import DataLoader
 from minicnn.optim import Trainer
-from minicnn.train import Diverged, Interrupted, TrainState, _LossWatch, train_ch5
+from minicnn.train import train_ch5
+from minicnn.train_state import Diverged, Interrupted, TrainState, _LossWatch
 
 # LeNet, 96 images in batches of 16: 6 steps per epoch, 2 epochs.
 TINY = ("--limit", "96", "--batch-size", "16", "--epochs", "2", "--seed", "5", "--no-progress")

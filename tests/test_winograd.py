@@ -1,7 +1,7 @@
 """Winograd F(2x2, 3x3) convolution, in three layers of checks:
-the readable transforms (ops/winograd.py) against the direct convolution and as each other's adjoints, the CPU
-numba kernels (backend/cpu_winograd.py) against the readable transforms, and Conv2D's Winograd path against
-central differences and against its im2col path.
+the readable transforms (fast/winograd.py) against the direct convolution and as each other's adjoints, the CPU
+numba kernels (fast/cpu_winograd.py) against the readable transforms, and Conv2D's Winograd path against
+central differences and against the textbook's im2col.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv
+from test_direct import GPU
+from test_ops_gradcheck import ACTS, check_path_gradients, check_paths_agree, conv_settings, ref_conv, textbook
 
 import minicnn as mc
-from minicnn.backend import cpu
+from minicnn.backend import shapes
+from minicnn.fast import cpu_winograd, dispatch
+from minicnn.fast import winograd as wg
 from minicnn.ops import conv as conv_module
-from minicnn.ops import winograd as wg
 
 SEEDS = st.integers(0, 2**32 - 1)
 
@@ -38,7 +40,9 @@ def draw_arrays(case, seed, dtype=np.float64):
 
 def conv_path(path: str):
     """Make Conv2D take one path for every 3x3 stride-1 layer, however few its channels."""
-    return conv_settings(USE_WINOGRAD=path == "winograd", WINOGRAD_MIN_CHANNELS=1, WINOGRAD_MIN_SIDE=1, USE_PLANE=False)
+    if path == "im2col":
+        return textbook()
+    return conv_settings(USE_WINOGRAD=True, WINOGRAD_MIN_CHANNELS=1, WINOGRAD_MIN_SIDE=1, USE_PLANE=False)
 
 
 # ---- the readable transforms ----------------------------------------------------------------------------
@@ -86,7 +90,7 @@ def check_kernels_against_readable_transforms(case, dtype, act, bias, seed):
     b = b if bias else None
     (n, _, _, _), o, out_hw, pad = case["x"], case["w"][0], case["out"], case["pad"]
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
-    k = cpu.winograd
+    k = cpu_winograd
 
     v = k.input_transform(x, pad, out_hw)
     np.testing.assert_allclose(v, wg.input_transform(x, pad, *out_hw), **tol)
@@ -110,14 +114,14 @@ def test_cpu_winograd_kernels_match_over_several_store_blocks(dtype):
     """840 tiles per channel: the kernels that write V and gM store them in blocks of cpu_winograd._BLOCK (256)
     tiles, so this crosses three full blocks and a partial one; the hypothesis cases stay below one block."""
     case = {"x": (2, 3, 40, 41), "w": (4, 3, 3, 3), "pad": (1, 1), "out": (40, 41)}
-    assert 2 * 20 * 21 > 3 * cpu.winograd._BLOCK
+    assert 2 * 20 * 21 > 3 * cpu_winograd._BLOCK
     check_kernels_against_readable_transforms(case, dtype, "relu", True, seed=3)
 
 
 def test_cpu_winograd_kernels_refuse_an_out_buffer_of_the_wrong_shape():
     x = np.zeros((1, 2, 4, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="winograd input transform: out must be"):
-        cpu.winograd.input_transform(x, (1, 1), (4, 4), out=np.empty((16, 2, 3), dtype=np.float32))
+        cpu_winograd.input_transform(x, (1, 1), (4, 4), out=np.empty((16, 2, 3), dtype=np.float32))
 
 
 # ---- Conv2D's Winograd path ------------------------------------------------------------------------------
@@ -138,7 +142,7 @@ def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, inp
     """The float32 results of the two paths differ only by rounding, whether the batch is cut into chunks (the
     tiles are rebuilt in backward) or not (forward keeps them). 40,000 bytes: one sample of this layer's tiles
     takes 16 * 24 * 10 * 4 = 15,360, so the Winograd path runs chunks of 2 and 1 samples."""
-    monkeypatch.setattr(conv_module, "IM2COL_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(shapes, "IM2COL_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 20, 9, 6)).astype(np.float32)
     w = (rng.standard_normal((24, 20, 3, 3)) * 0.2).astype(np.float32)
@@ -146,27 +150,21 @@ def test_conv2d_winograd_and_im2col_paths_agree_in_float32(chunk_bytes, act, inp
     check_paths_agree("winograd", conv_path, x, w, b, act, input_grad, pad=(1, 0), tol=1e-4)
 
 
-def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_channels_and_pixels(monkeypatch):
-    monkeypatch.setattr(conv_module, "USE_WINOGRAD", True)  # whatever MINICNN_WINOGRAD says
-    k = conv_module.WINOGRAD_MIN_CHANNELS
-    side = conv_module.WINOGRAD_MIN_SIDE
-    rule = lambda c, kernel=(3, 3), stride=(1, 1), out_hw=(side, 50): conv_module.use_winograd(  # noqa: E731
-        cpu, c, kernel, stride, out_hw
+def test_conv2d_takes_the_winograd_path_only_for_3x3_stride_1_layers_with_enough_channels_and_pixels():
+    k = dispatch.WINOGRAD_MIN_CHANNELS
+    side = dispatch.WINOGRAD_MIN_SIDE
+    rule = lambda c, kernel=(3, 3), stride=(1, 1), out_hw=(side, 50): dispatch.use_winograd(  # noqa: E731
+        c, kernel, stride, out_hw
     )
-    assert rule(k) and rule(k + 1000)
-    assert not rule(k - 1)
-    assert not rule(k, kernel=(5, 5)) and not rule(k, kernel=(3, 1)) and not rule(k, stride=(2, 2))
-    assert not rule(k, out_hw=(side - 1, 50)) and not rule(k, out_hw=(50, side - 1))  # GoogLeNet's 3x3 planes
-
-    class NoWinograd:  # a backend without the transforms (the GPU's)
-        winograd = None
-
-    assert not conv_module.use_winograd(NoWinograd, k, (3, 3), (1, 1), (side, side))
-
-    x = mc.array(np.zeros((1, k, 5, 5), dtype=np.float32))
-    f = conv_module.Conv2D(pad=(1, 1))
-    f(x, mc.array(np.zeros((4 * k, k, 3, 3), dtype=np.float32)))  # too many channels for the small-plane path
-    assert f.path == "winograd"
-
-    monkeypatch.setattr(conv_module, "USE_WINOGRAD", False)  # MINICNN_WINOGRAD=0
-    assert not rule(k)
+    with conv_settings(USE_WINOGRAD=True):  # whatever MINICNN_WINOGRAD says
+        assert rule(k) and rule(k + 1000)
+        assert not rule(k - 1)
+        assert not rule(k, kernel=(5, 5)) and not rule(k, kernel=(3, 1)) and not rule(k, stride=(2, 2))
+        assert not rule(k, out_hw=(side - 1, 50)) and not rule(k, out_hw=(50, side - 1))  # GoogLeNet's 3x3 planes
+        assert dispatch.conv2d(GPU, 4 * k, 4 * k, (3, 3), (1, 1), (1, 1), (side, side)) == "im2col"
+        x = mc.array(np.zeros((1, k, 5, 5), dtype=np.float32))
+        f = conv_module.Conv2D(pad=(1, 1))
+        f(x, mc.array(np.zeros((4 * k, k, 3, 3), dtype=np.float32)))  # too many channels for the small-plane path
+        assert f.algorithm == "winograd"
+    with conv_settings(USE_WINOGRAD=False):  # MINICNN_WINOGRAD=0
+        assert not rule(k)

@@ -1,12 +1,11 @@
 """The device layer's seam: one interface, one module per device.
 
-A backend module provides `name`, `xp` (its array module) and the same functions:
-`im2col, col2im, bias_act, act_grad, max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward,
-axpy_, dropout_mask, asarray, to_numpy, synchronize`, and `winograd`: a module with the Winograd F(2x2, 3x3)
-tile transforms (`input_transform, output_bias_act, output_transform_grad, input_transform_grad`), or None, and
-`direct`: a module with the direct convolution of thin layers (`forward, weight_grad, input_grad`), or None, and
-`plane_conv`: one with the direct convolution of small planes with few channels (`forward, backward`), or None.
-Ops never test the device: they call `of(array)` and use what it returns.
+A backend module provides `name`, `xp` (its array module) and the same functions, the textbook kernels of the
+window ops and what moving arrays needs:
+`im2col, col2im, max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward, dropout_mask,
+check_labels, asarray, to_numpy, synchronize`.
+Ops never test the device: they call `of(array)` and use what it returns. (The faster CPU algorithms live in
+`minicnn/fast/`, whose dispatch functions are the one place that asks which device an array is on.)
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeviceError
-from . import epilogue
 from .shapes import out_size
 
 
@@ -38,11 +37,6 @@ except ImportError as _exc:  # re-raised with the text the user should see
 
 name = "gpu"
 xp = cupy
-# No Winograd tile transforms here: convolutions stay im2col + cuBLAS GEMM (see ops/conv.py, use_winograd).
-winograd = None
-# No direct convolution either: thin layers stay im2col + cuBLAS too (see ops/conv.py, use_direct).
-direct = None
-plane_conv = None  # nor the small-plane kernels (LeNet's layers): im2col + cuBLAS
 
 # The kernels in kernels.cu (the list is checked against the file by tests/test_cuda_kernels.py).
 KERNELS = (
@@ -124,11 +118,6 @@ def col2im(cols, x_shape, kernel, stride, pad, out=None):
     return dx
 
 
-# The convolution's epilogues: plain CuPy array operations (see epilogue.py).
-bias_act = epilogue.bias_act
-act_grad = epilogue.act_grad
-
-
 def max_pool_forward(x, kernel, stride, pad):
     """x: (N, C, H, W) -> (y: (N, C, OH, OW), idx: int32 position h*W + w of each window's first maximum)."""
     if pad[0] >= kernel[0] or pad[1] >= kernel[1]:  # a window wholly in the padding has no maximum
@@ -169,16 +158,6 @@ def avg_pool_backward(gy, x_shape, kernel, stride, pad):
     gx = cupy.empty(tuple(x_shape), dtype=gy.dtype)
     _launch("avg_pool_backward", gy.dtype, (cupy.ascontiguousarray(gy), gx), gx.size, geometry)
     return gx
-
-
-def sigmoid_(x):
-    """x = 1 / (1 + e^-x) in place: the formula as written (epilogue.sigmoid_)."""
-    return epilogue.sigmoid_(x, cupy)
-
-
-def axpy_(y, alpha: float, x) -> None:
-    """y += alpha * x in place, in y's dtype (CuPy fuses the elementwise expression into one kernel)."""
-    y += y.dtype.type(alpha) * x
 
 
 def dropout_mask(shape, rate: float, dtype, rng):

@@ -63,3 +63,15 @@ def check_window_args(layer: str, kernel, stride, pad) -> None:
         raise ValueError(
             f"{layer}: kernel {kernel} and strides {stride} must be positive and padding {pad} non-negative"
         )
+
+
+# The largest work buffer (im2col's cols, a GEMM's output) a convolution builds at once: the batch is taken in
+# chunks of samples that fit (cols is the largest array of a CNN: VGG-11 at 224x224, batch 128, would need GiBs).
+IM2COL_CHUNK_BYTES = 32 << 20
+
+
+def batch_chunks(n: int, bytes_per_sample: int):
+    """Slices of range(n), each as many samples as fit in IM2COL_CHUNK_BYTES (at least one)."""
+    step = max(1, min(n, IM2COL_CHUNK_BYTES // max(bytes_per_sample, 1)))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from minicnn.data.transforms import _array_module, to_tensor
+from minicnn.data.transforms import array_module, to_tensor
 from minicnn.errors import ShapeError
 
 
@@ -44,7 +44,7 @@ class DataLoader:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 0):
             raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
-        self.xp = _array_module(images)
+        self.xp = array_module(images)
         self.images = images
         self.labels = self.xp.asarray(labels)
         self.batch_size = int(batch_size)

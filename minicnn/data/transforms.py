@@ -17,7 +17,7 @@ import numpy as np
 from minicnn.errors import ShapeError
 
 
-def _array_module(x: Any) -> ModuleType:
+def array_module(x: Any) -> ModuleType:
     """numpy for NumPy arrays, cupy for CuPy arrays (cupy is imported only for non-NumPy arrays)."""
     if isinstance(x, np.ndarray):
         return np
@@ -85,7 +85,7 @@ def resize(images: Any, size: int | Sequence[int]) -> Any:
     The shifts are OpenCV's SIMD path (16-bit multiply-high): overall 2**22 scale with truncations, which
     rounds some exact halves down (a 0/10 edge upsampled x2 gives 2, not 3). The result stays in 0..255.
     """
-    xp = _array_module(images)
+    xp = array_module(images)
     if getattr(images, "dtype", None) != np.uint8:
         raise TypeError(f"resize expects uint8 images, got {getattr(images, 'dtype', type(images))}")
     if images.ndim not in (2, 3):
@@ -120,7 +120,7 @@ def to_tensor(images: Any, dtype: Any = np.float32) -> Any:
 
     Like Gluon's `ToTensor`, the division is done in the output dtype (x.astype(float32) / 255).
     """
-    xp = _array_module(images)
+    xp = array_module(images)
     if images.ndim not in (2, 3):
         raise ShapeError(f"to_tensor expects images of shape (N, H, W) or (H, W), got {tuple(images.shape)}")
     out = images.astype(dtype)

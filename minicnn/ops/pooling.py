@@ -2,7 +2,8 @@
 
 Output size floor((H + 2P - K) / S) + 1; padding never wins a max; the average divides by K*K, padding
 included; max backward sends each window's gradient to its FIRST maximum (row-major), and overlapping
-windows add up. The loops live in the backend kernels (numba on CPU, CUDA on GPU).
+windows add up. The window loops are the backend's kernels: `backend/cpu.py` (numba) and `backend/kernels.cu`
+(CUDA). On the CPU a vectorised max-pool forward (`fast/cpu_pool.py`) gives the same outputs and indices.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from .. import backend
 from ..autograd import Function
 from ..backend.shapes import check_window_args, pair, window_output_shape
 from ..errors import ShapeError
+from ..fast import cpu_pool, dispatch
 
 
 class _Pool(Function):
@@ -28,29 +30,31 @@ class _Pool(Function):
         self.x_shape = x.shape
 
 
-# Largest argmax index MaxPool2D keeps from forward to backward; a larger one is recomputed in backward.
-KEEP_INDEX_BYTES = 32 << 20
-
-
 class MaxPool2D(_Pool):
-    """y[n,c,i,j] = max over the window of x (padding is -inf); backward needs the index of each first maximum.
+    """y[n,c,i,j] = max over the window of x (padding is -inf); backward sends gy[n,c,i,j] to the window's first
+    maximum, whose position forward keeps (idx, int32, as large as y).
 
-    The int32 index is as large as y. Small ones are kept. A large one (VGG-11's first pool at batch 128: 0.4 GiB,
-    its five pools 0.7 GiB) is not: the op keeps x instead - no extra memory, as the graph already holds x as its
-    link to the layer before - and backward runs the same forward kernel on the same x again, which gives the
-    same index, for a fraction of the time of the convolutions around it. (x must not change in between; nothing
-    in minicnn writes into a recorded array.)
+    Outside textbook mode a large index (VGG-11's five pools at batch 128 would keep 0.7 GiB) is not kept: the op
+    keeps x instead (no extra memory: the graph holds x anyway) and backward runs the forward kernel on the same x
+    again, which gives the same index (`dispatch.keep_pool_index`).
     """
 
     def forward(self, x):
         self._check(x)
-        y, idx = backend.of(x).max_pool_forward(x, self.kernel, self.stride, self.pad)
-        self.idx, self.x = (idx, None) if idx.nbytes <= KEEP_INDEX_BYTES else (None, x)
+        be = backend.of(x)
+        self.algorithm = dispatch.max_pool(be, self.kernel, self.stride, self.pad)
+        y, idx = self._forward(be, x)
+        self.idx, self.x = (idx, None) if dispatch.keep_pool_index(be, idx.nbytes) else (None, x)
         return y
+
+    def _forward(self, be, x):
+        if self.algorithm == dispatch.TEXTBOOK_POOL:
+            return be.max_pool_forward(x, self.kernel, self.stride, self.pad)
+        return cpu_pool.max_pool_forward(x, self.kernel, self.stride, self.pad)  # the same, vectorised
 
     def backward(self, gy):
         be = backend.of(gy)
-        idx = self.idx if self.idx is not None else be.max_pool_forward(self.x, self.kernel, self.stride, self.pad)[1]
+        idx = self.idx if self.idx is not None else self._forward(be, self.x)[1]
         return be.max_pool_backward(gy, idx, self.x_shape, self.kernel, self.stride, self.pad)
 
 

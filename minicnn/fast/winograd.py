@@ -1,7 +1,7 @@
 """Winograd's minimal filtering F(2x2, 3x3): a 3x3 stride-1 convolution with 2.25x fewer multiplications.
 
-These are the readable definitions, plain array operations for any array module; the CPU backend runs numba
-kernels for the four tile transforms (`backend/cpu_winograd.py`) and the tests check those against these.
+These are the readable definitions, plain NumPy operations; the fast convolution runs numba kernels for the four
+tile transforms (`cpu_winograd.py`) and the tests check those against these.
 
 A 2x2 block of outputs needs a 4x4 block of inputs d. With
     B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]        (4x4, input tiles)

@@ -1,4 +1,4 @@
-"""numba kernels for the direct convolution of a few samples' planes at a time (ops/conv.py picks them for stride-1
+"""numba kernels for the direct convolution of a few samples' planes at a time (dispatch.py picks them for stride-1
 layers with few channels on small planes, LeNet's 1 -> 6 on 28x28 and 6 -> 16 on 12x12, and for thin layers on
 large planes, VGG's first ones: 1 -> 16 on 224x224 up to 64 -> 64 on 56x56).
 
@@ -26,11 +26,9 @@ convolution of g, padded with zeros, with the window flipped and the channels' r
 
     gxpad[n, c, p] = sum over (o, i, j) of w[o, c, 2-i, 2-j] * gpad[n, o, p + (i*WP + j) - (2*WP + 2)]
 
-so the same loop serves both. The ÷4 VGG's 3x3 layers on the plane path took 1555 ms forward + backward before,
-about 1180 after (benchmarks/conv_parts.py, session 10). Without padding the gather would run over every input
-pixel, 1.6x the scatter's work on LeNet's 12x12 -> 8x8 layer, so other windows keep the scatter. 5x5 windows
-(LeNet's) take a window row a pass (_taps5, _dots5), and their input gradient five output channels a pass: LeNet's
-training step 4-10 % shorter than with three taps a pass (benchmarks/ab_env.py, three A/Bs, session 11).
+so the same loop serves both. Without padding the gather would run over every input pixel (1.6x the scatter's work
+on LeNet's 12x12 -> 8x8 layer), so other windows keep the scatter. 5x5 windows (LeNet's) take a window row a pass
+(_taps5, _dots5), and their input gradient five output channels a pass. docs/fast-paths.md has the measurements.
 
     forward    y = act(b + sum over (c, i, j) of w[o, c, i, j] * xpad shifted by (i, j))
     backward   g = gy * act'(y), laid out in the same pitch (zeros in the thrown-away columns), then
@@ -40,8 +38,8 @@ training step 4-10 % shorter than with three taps a pass (benchmarks/ab_env.py, 
                gxpad, the padding, is dropped)
     all in one pass over the samples: g is never stored for the whole batch.
 
-Their readable counterpart is the im2col path (`cpu.im2col` + a GEMM + `epilogue.act_grad`), which the tests
-compare them with. Each parallel iteration owns its samples' outputs (forward, gx) and one block's partial sums
+Their textbook counterpart is im2col + GEMM (`ops/conv.py`), which the tests compare them with. Each parallel
+iteration owns its samples' outputs (forward, gx) and one block's partial sums
 (gw, gb: a fixed number of blocks added up in order): the results do not depend on the thread count.
 """
 
@@ -50,9 +48,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu import _ACT_CODE, _output, sigmoid_after
-from .cpu_sigmoid import sigmoid_run_
-from .shapes import out_size
+from ..backend.shapes import out_size
+from .cpu_common import ACT_CODE, output
+from .cpu_sigmoid import sigmoid_after, sigmoid_run_
 
 
 @njit(inline="always")
@@ -138,7 +136,7 @@ def _taps3(a0, a1, wa, wb, s0, s1, s2):
 def _taps9(a0, a1, wc, s, wp, nb, lo, hi):
     # a0[lo:hi], a1[lo:hi] += a whole 3x3 window of two output channels: sum over (i, j) of wc[i, k, j] *
     # s[q + (i*WP + j)*NB] for channel k. Nine taps a pass load the accumulators a third as often as three taps
-    # a pass (forward of the ÷4 VGG's 3x3 layers 1.1-1.4x faster, benchmarks/kernels.py). wc: (3, 2, 3).
+    # a pass. wc: (3, 2, 3).
     wa00, wa01, wa02 = wc[0, 0, 0], wc[0, 0, 1], wc[0, 0, 2]
     wa10, wa11, wa12 = wc[1, 0, 0], wc[1, 0, 1], wc[1, 0, 2]
     wa20, wa21, wa22 = wc[2, 0, 0], wc[2, 0, 1], wc[2, 0, 2]
@@ -475,9 +473,7 @@ def _check_channels(x, w, what: str):
 
 
 # Samples are interleaved when one sample's run is shorter than RUN_MIN: RUN_MIN // run of them (LeNet's second
-# layer, 92 pixels a sample: 11; its first, 668: 1, as VGG's large planes). On LeNet's 6 -> 16 layer at batch 256,
-# with 4 to 16 samples a block, forward took 2.5-3.1 ms against 3.9-4.4 sample by sample, backward 4.1-5.7 against
-# 5.8-7.0 (benchmarks/RESULTS.md, session 7); on its 1 -> 6 layer 2 samples a block were slower.
+# layer, 92 pixels a sample: 11; its first, 668: 1, as VGG's large planes; docs/fast-paths.md).
 RUN_MIN = 1024
 INTERLEAVE_MAX = 16
 
@@ -498,12 +494,12 @@ def forward(
     _check_channels(x, w, "plane conv forward")
     (n, _, h, wd), (o, _, kh, kw), (ph, pw) = x.shape, w.shape, pad
     out_hw = (out_size(h, kh, 1, ph), out_size(wd, kw, 1, pw))
-    y = _output(out, (n, o, *out_hw), x.dtype, "plane conv forward")
+    y = output(out, (n, o, *out_hw), x.dtype, "plane conv forward")
     bias = np.zeros(o, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     nb = nb or interleave(n, out_hw, (kh, kw))
     # the sigmoid is fused for float32 (cpu_sigmoid's exp is a float32 one), a pass of its own for float64
     fused = act != "sigmoid" or x.dtype == np.float32
-    code = _ACT_CODE[act if fused else None]
+    code = ACT_CODE[act if fused else None]
     _forward(np.ascontiguousarray(x), _pairs(w, 0, x.dtype), bias, code, ph, pw, nb, y)
     if not fused:
         sigmoid_after(act, y)
@@ -538,12 +534,12 @@ def backward(
     part = np.zeros((blocks, (o + 1) // 2 * 2, c, kh, (kw + 2) // 3 * 3), dtype=np.float64)
     gb_part = np.zeros((blocks, o), dtype=np.float64)
     want_gx = gx is not None
-    gx = _output(gx, x.shape, dtype, "plane conv backward") if want_gx else np.empty((0, c, h, wd), dtype)
+    gx = output(gx, x.shape, dtype, "plane conv backward") if want_gx else np.empty((0, c, h, wd), dtype)
     args = (np.ascontiguousarray(a, dtype=dtype) for a in (x, y, gy))
     if (kh, kw) == (3, 3):  # the gather's weights: input channels in pairs, the window flipped
         wt = _pairs(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), 0, dtype)
     else:
         wt = _pairs(w, 1, dtype)
-    _backward(*args, _ACT_CODE[act], wt, ph, pw, nb, want_gx, gx, part, gb_part)
+    _backward(*args, ACT_CODE[act], wt, ph, pw, nb, want_gx, gx, part, gb_part)
     gw = part.sum(axis=0)[:o, :, :, :kw].astype(dtype)  # blocks added in order; the dropped taps cut off
     return gw, gb_part.sum(axis=0)

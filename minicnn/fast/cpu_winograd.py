@@ -1,5 +1,5 @@
 """numba kernels for the four tile transforms of Winograd's F(2x2, 3x3) convolution (the math and the readable
-versions, which the tests compare these with, are in `ops/winograd.py`).
+versions, which the tests compare these with, are in `winograd.py`).
 
 Layouts: V, gV (16, C, T) and M, gM (16, O, T) with xi = 4*a + b and tile t = (n*TH + ty)*TW + tx; the output
 side reads and writes the GEMM layout (O, N*OH*OW) or NCHW as the conv epilogues do.
@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu import _output, sigmoid_after
-from .shapes import winograd_tiles
+from ..backend.shapes import winograd_tiles
+from .cpu_common import output
+from .cpu_sigmoid import sigmoid_after
 
 # The kernels that write V or gM gather _BLOCK tiles in a small buffer and store them as 16 runs: storing each
-# tile's 16 values straight into 16 rows far apart kept 16 write streams open per thread and ran at a third of
-# the speed.
+# tile's 16 values straight into 16 rows far apart keeps 16 write streams open per thread, several times slower.
 _BLOCK = 256
 
 
@@ -176,7 +176,7 @@ def _input_grad(gv, ph, pw, th, tw, gx):
 def input_transform(x: np.ndarray, pad, out_hw, out: np.ndarray | None = None) -> np.ndarray:
     """x: (N, C, H, W) -> V: (16, C, N*TH*TW) (`winograd.input_transform`)."""
     (n, c, _, _), (th, tw) = x.shape, winograd_tiles(*out_hw)
-    v = _output(out, (16, c, n * th * tw), x.dtype, "winograd input transform")
+    v = output(out, (16, c, n * th * tw), x.dtype, "winograd input transform")
     _input(np.ascontiguousarray(x), pad[0], pad[1], th, tw, v)
     return v
 
@@ -185,7 +185,7 @@ def output_bias_act(m: np.ndarray, b: np.ndarray | None, act: str | None, out: n
     """M: (16, O, N*TH*TW) -> out (N, O, OH, OW) = act(A^T M A + b); act None, 'relu' or 'sigmoid'."""
     th, tw = winograd_tiles(*out.shape[2:])
     bias = np.zeros(out.shape[1], dtype=m.dtype) if b is None else b
-    out = _output(out, out.shape, m.dtype, "winograd output transform")
+    out = output(out, out.shape, m.dtype, "winograd output transform")
     _output_bias_act(np.ascontiguousarray(m), bias, 1 if act == "relu" else 0, th, tw, out)
     sigmoid_after(act, out)
     return out
@@ -194,7 +194,7 @@ def output_bias_act(m: np.ndarray, b: np.ndarray | None, act: str | None, out: n
 def output_transform_grad(g2: np.ndarray, n: int, out_hw, out: np.ndarray | None = None) -> np.ndarray:
     """g2: (O, N*OH*OW), the conv epilogue's gradient layout -> gM: (16, O, N*TH*TW)."""
     (oh, ow), (th, tw) = out_hw, winograd_tiles(*out_hw)
-    gm = _output(out, (16, g2.shape[0], n * th * tw), g2.dtype, "winograd output gradient")
+    gm = output(out, (16, g2.shape[0], n * th * tw), g2.dtype, "winograd output gradient")
     _output_grad(np.ascontiguousarray(g2), n, oh, ow, th, tw, gm)
     return gm
 
@@ -202,6 +202,6 @@ def output_transform_grad(g2: np.ndarray, n: int, out_hw, out: np.ndarray | None
 def input_transform_grad(gv: np.ndarray, pad, out_hw, out: np.ndarray) -> np.ndarray:
     """gV: (16, C, N*TH*TW) -> out: gx (N, C, H, W)."""
     th, tw = winograd_tiles(*out_hw)
-    gx = _output(out, out.shape, gv.dtype, "winograd input gradient")
+    gx = output(out, out.shape, gv.dtype, "winograd input gradient")
     _input_grad(np.ascontiguousarray(gv), pad[0], pad[1], th, tw, gx)
     return gx

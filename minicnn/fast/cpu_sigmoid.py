@@ -1,9 +1,9 @@
 """The sigmoid y = 1 / (1 + e^-x) for float32 arrays, with an exp that LLVM can vectorise.
 
-NumPy's float32 exp ran at 4.4 ns an element on the AVX2 machines (`benchmarks/kernels.py`): 3.7 ms of a LeNet
-step of 40 went to the sigmoid after its first convolution. numba's own exp calls the C library's one element at a
-time. Written out as arithmetic, the exp below runs in the vector lanes, so a sigmoid costs about what a pass over
-memory does, and it can be fused into a kernel's last pass (the plane convolution's).
+NumPy's float32 exp, and numba's (the C library's, one element at a time), cost several times a pass over memory
+(docs/fast-paths.md). Written out as arithmetic, the exp below runs in the vector lanes, so a sigmoid costs about
+what a pass over memory does, and it can be fused into a kernel's last pass (the plane convolution's). The
+textbook sigmoid is the formula in `ops/activation.py`; the tests hold this one to it.
 
     e^t = 2^k * e^r      with k = round(t / ln 2), r = t - k ln 2 in [-ln2/2, ln2/2]
     e^r = 1 + r + r^2/2! + ... + r^7/7!      (Taylor; the first term left out, r^8/8!, is below 6e-9 for
@@ -68,8 +68,8 @@ def _sigmoid(x):
 def sigmoid_run_(a):
     """a: a 1-D float32 run, in place: a = 1 / (1 + e^-a). Inlined into the kernels that end in a sigmoid, which
     must be compiled with error_model="numpy" (as these are): with numba's default, Python's, every division
-    tests for a zero divisor to raise ZeroDivisionError, and that branch keeps LLVM from vectorising the loop
-    (9 ns an element instead of 0.8). fastmath 'contract' lets it fuse the polynomial's multiply-adds."""
+    tests for a zero divisor to raise ZeroDivisionError, and that branch keeps LLVM from vectorising the loop.
+    fastmath 'contract' lets it fuse the polynomial's multiply-adds."""
     for q in range(a.shape[0]):
         a[q] = _sigmoid(a[q])
 
@@ -92,11 +92,23 @@ def _sigmoid_flat_serial(a):
     sigmoid_run_(a)
 
 
-def sigmoid_(x: np.ndarray) -> bool:
-    """x = 1 / (1 + e^-x) in place when x is a C-contiguous float32 array; returns False (x untouched) otherwise,
-    for the caller to use the NumPy formula. Arrays of a few chunks run on one thread: waking the others costs more."""
-    if x.dtype != np.float32 or not x.flags.c_contiguous:
-        return False
-    flat = x.reshape(-1)
-    (_sigmoid_flat if flat.size > 4 * _CHUNK else _sigmoid_flat_serial)(flat)
-    return True
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    """x = 1 / (1 + e^-x) in place: the vectorised kernel for C-contiguous float32 arrays, the formula with NumPy's
+    exp for the others (the textbook's arithmetic, bit for bit). Arrays of a few chunks run on one thread: waking
+    the others costs more."""
+    if x.dtype == np.float32 and x.flags.c_contiguous:
+        flat = x.reshape(-1)
+        (_sigmoid_flat if flat.size > 4 * _CHUNK else _sigmoid_flat_serial)(flat)
+        return x
+    np.negative(x, out=x)
+    with np.errstate(over="ignore"):  # e^-x = inf below -88 (float32): 1 / (1 + inf) = 0, the right limit
+        np.exp(x, out=x)
+    x += 1
+    return np.reciprocal(x, out=x)
+
+
+def sigmoid_after(act: str | None, out: np.ndarray) -> None:
+    """The sigmoid, when act is 'sigmoid', in place, as a pass of its own after the kernels that fuse bias and relu
+    only. (The chapter's sigmoid layers are LeNet's, whose convolutions run on the plane kernels, which fuse it.)"""
+    if act == "sigmoid":
+        sigmoid_(out)

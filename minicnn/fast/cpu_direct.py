@@ -1,4 +1,4 @@
-"""numba kernels for the direct convolution of layers with few input channels (ops/conv.py picks them where
+"""numba kernels for the direct convolution of layers with few input channels (dispatch.py picks them where
 C*KH*KW is small and the output rows are wide: the first layer of a network on grey images, such as VGG's).
 
 With K = C*KH*KW of 9, im2col's cols is 9 times the input and the GEMM has almost nothing to multiply: the layer
@@ -9,9 +9,9 @@ and write NCHW once:
     weight_grad   gw[o, c, i, j] = sum over (n, oy, ox) of g[n, o, oy, ox] * x[n, c, oy*SH-PH+i, ox-PW+j]
     input_grad    gx = the adjoint of forward (without bias and activation) applied to g
 
-Their readable counterpart is the im2col path (`cpu.im2col` + a GEMM), which the tests compare them with. Each
-tap adds a scaled run of an input row onto a row of outputs, contiguous on both sides, so LLVM vectorises it;
-hence a horizontal stride of 1 only (strided runs ran 8x slower than im2col + GEMM).
+Their textbook counterpart is im2col + GEMM (`ops/conv.py`), which the tests compare them with. Each tap adds a
+scaled run of an input row onto a row of outputs, contiguous on both sides, so LLVM vectorises it; hence a
+horizontal stride of 1 only (strided runs do not vectorise).
 Parallel iterations never write the same memory, and every sum runs in a fixed order: the results do not depend
 on the thread count.
 """
@@ -21,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu import _ACT_CODE, _output, _tap_columns, sigmoid_after
-from .shapes import out_size
+from ..backend.shapes import out_size
+from .cpu_common import ACT_CODE, output, tap_columns
+from .cpu_sigmoid import sigmoid_after
 
 
 @njit(inline="always")
@@ -45,7 +46,7 @@ def _add_product(dst, a, b):
 def _tap_run(row, j, pw, ow):
     """(lo, hi, run): the output columns [lo, hi) whose tap j lands inside the input row, and the input pixels they
     read, row[lo - PW + j : hi - PW + j] (empty when the tap lies wholly in the padding)."""
-    lo, hi = _tap_columns(j, row.shape[0], 1, pw, ow)
+    lo, hi = tap_columns(j, row.shape[0], 1, pw, ow)
     return lo, hi, row[lo - pw + j : hi - pw + j]
 
 
@@ -159,9 +160,9 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str | None,
     _check_stride(stride, "direct conv forward")
     _check_channels(x, w, "direct conv forward")
     (n, _, h, wd), (o, _, kh, kw), (sh, _), (ph, pw) = x.shape, w.shape, stride, pad
-    y = _output(out, (n, o, out_size(h, kh, sh, ph), out_size(wd, kw, 1, pw)), x.dtype, "direct conv forward")
+    y = output(out, (n, o, out_size(h, kh, sh, ph), out_size(wd, kw, 1, pw)), x.dtype, "direct conv forward")
     bias = np.zeros(o, dtype=x.dtype) if b is None else b
-    code = _ACT_CODE["relu" if act == "relu" else None]
+    code = ACT_CODE["relu" if act == "relu" else None]
     _forward(np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype), bias, code, sh, ph, pw, y)
     sigmoid_after(act, y)
     return y
@@ -187,6 +188,6 @@ def input_grad(g: np.ndarray, w: np.ndarray, x_shape, stride, pad, out: np.ndarr
         raise ValueError(
             f"direct conv input gradient: input shape {x_shape} does not give g {g.shape} with w {w.shape}"
         )
-    gx = _output(out, x_shape, g.dtype, "direct conv input gradient")
+    gx = output(out, x_shape, g.dtype, "direct conv input gradient")
     _input_grad(np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype), sh, ph, pw, gx)
     return gx
