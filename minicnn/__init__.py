@@ -21,6 +21,10 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 
 import numpy as np  # noqa: E402  (after the variable: importing numpy loads OpenBLAS)
 
+# Before any kernel module: importing kernel_cache points numba's cache at a directory of this numba version's own.
+from . import kernel_cache  # noqa: F401
+
+# isort: split
 from . import autograd, init, loss, nn, ops, random
 from .autograd import NDArray
 from .device import Context, cpu, gpu, try_gpu
