@@ -14,6 +14,10 @@ tuning.apply()  # before NumPy is loaded, where it can be: see fast/tuning.py (M
 
 import numpy as np  # noqa: E402
 
+# Before any kernel module: importing kernel_cache points numba's cache at a directory of this numba version's own.
+from . import kernel_cache  # noqa: E402, F401
+
+# isort: split
 from . import autograd, config, init, loss, nn, ops, random  # noqa: E402
 from .autograd import NDArray  # noqa: E402
 from .device import Context, cpu, gpu, try_gpu  # noqa: E402

@@ -1,7 +1,7 @@
 """Checkpoints: a network's parameters (and optionally the training state) in one `.npz` file.
 
-Layout of the archive (plain arrays only, read with `allow_pickle=False`, so a downloaded checkpoint cannot
-run code):
+Layout of the archive (plain arrays only; every entry's header is read first and an object array refused, so a
+downloaded checkpoint cannot run code):
     meta            0-d unicode array holding JSON: format version, network name, its settings, training state
     param/<name>    one array per parameter, in definition order
     opt/<name>      SGD momentum buffers, when a trainer's state is saved
@@ -12,6 +12,7 @@ so an interrupted save never leaves a half-written checkpoint where a good one w
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -49,40 +50,131 @@ def save(path, net, meta: dict, trainer=None) -> Path:
     return path
 
 
-# What reading a damaged or foreign file can raise, from the zip layer, the decompressor or NumPy's .npy parser.
-# (A pickled object array raises ValueError because of allow_pickle=False: it is refused, never unpickled.)
-_READ_ERRORS = (
+# What reading a damaged or foreign file can raise, from the zip layer, a decompressor or NumPy's .npy header parser.
+# None of their messages is shown: they speak of NumPy's internals, and some advise loading pickled data.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ValueError, KeyError, EOFError, TypeError, OverflowError, NotImplementedError, RuntimeError,
     zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error,
 )  # fmt: skip
+try:  # a damaged zip directory can name LZMA compression; zipfile then raises lzma's own error
+    import lzma
+
+    _READ_ERRORS += (lzma.LZMAError,)
+except ImportError:  # a Python built without lzma
+    pass
+
+_NPY_MAGIC = b"\x93NUMPY"
+_CHUNK = 1 << 20
+_PICKLED = "holds pickled Python objects, which minicnn never writes and never loads"
+_NOT_NPZ = "it is not an .npz archive; pass a file written by train --save"
 
 
 def load(path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(meta, parameters by name, optimizer states by name) from a checkpoint; DataError for anything else."""
+    """(meta, parameters by name, optimizer states by name) from a checkpoint; DataError for anything else.
+
+    Nothing is unpickled: a file or an entry that holds pickled objects is refused after reading its header.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint {path} does not exist; train with --save {path} first")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            if "meta" not in names:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise DataError(
+            f"checkpoint {path} cannot be read ({exc.strerror or 'read error'}); check its permissions"
+        ) from None
+    if head.startswith(_NPY_MAGIC):
+        raise DataError(f"{path} is not a minicnn checkpoint: {_npy_kind(path)}")
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle's PROTO opcode, protocol 2 to 5
+        raise DataError(f"{path} is not a minicnn checkpoint: it {_PICKLED}")
+    if not head.startswith(b"PK"):
+        raise DataError(f"{path} is not a minicnn checkpoint: {_NOT_NPZ}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
+            if "meta" not in entries:
                 raise DataError(f"{path} is not a minicnn checkpoint (no 'meta' entry)")
-            meta = json.loads(str(archive["meta"]))
-            params = {k[6:]: archive[k] for k in names if k.startswith("param/")}
-            opt = {k[4:]: archive[k] for k in names if k.startswith("opt/")}
+            wanted = [k for k in entries if k == "meta" or k.startswith(("param/", "opt/"))]
+            arrays = {k: _read_entry(path, archive, entries[k], k) for k in wanted}
     except DataError:
         raise
-    except MemoryError:  # an array header that declares more elements than could ever fit
+    except MemoryError:
         raise DataError(f"{path} is not a readable minicnn checkpoint (it declares an impossibly big array)") from None
-    except _READ_ERRORS as exc:
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise DataError(f"{path} is not a readable minicnn checkpoint ({detail})") from None
+    except _READ_ERRORS:
+        raise DataError(
+            f"{path} is not a readable minicnn checkpoint (its zip archive is damaged or cut short)"
+        ) from None
+    meta = _meta(path, arrays.pop("meta"))
+    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+    opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+    return meta, params, opt
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from the header of the .npy stream `f`, left at the start of the data."""
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:  # 3.0 only adds UTF-8 field names, which no checkpoint has
+        raise ValueError(f".npy format {version}")
+    return readers[version](f)
+
+
+def _npy_kind(path: Path) -> str:
+    """What a bare .npy file given as a checkpoint holds, in words (it is never loaded)."""
+    try:
+        with open(path, "rb") as f:
+            _, _, dtype = _npy_header(f)
+    except _READ_ERRORS:
+        return "it is a damaged NumPy .npy file, not an .npz archive; pass a file written by train --save"
+    if dtype.hasobject:
+        return f"it {_PICKLED}"
+    return "it is a single NumPy array (.npy), not an .npz archive; pass a file written by train --save"
+
+
+def _read_entry(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> np.ndarray:
+    """The array of one .npy entry, its header checked before any data is read or allocated."""
+    try:
+        with archive.open(info) as f:
+            shape, fortran_order, dtype = _npy_header(f)
+            if dtype.hasobject:
+                raise DataError(f"{path} is not a minicnn checkpoint: its entry {key!r} {_PICKLED}")
+            count = math.prod(shape)
+            nbytes = count * dtype.itemsize
+            if nbytes > info.file_size:
+                raise DataError(
+                    f"{path} is not a readable minicnn checkpoint (its entry {key!r} declares shape {shape}, more "
+                    f"than its {info.file_size} bytes hold)"
+                )
+            array = np.empty(count, dtype=dtype)
+            raw, done = array.view(np.uint8), 0
+            while done < nbytes:  # in chunks into the array itself: no second copy of a large entry
+                got = f.readinto(raw[done : done + _CHUNK])
+                if not got:
+                    raise EOFError
+                done += got
+        return array.reshape(shape, order="F" if fortran_order else "C")
+    except DataError:
+        raise
+    except _READ_ERRORS:
+        raise DataError(f"{path} is not a readable minicnn checkpoint (its entry {key!r} is damaged)") from None
+
+
+def _meta(path: Path, array: np.ndarray) -> dict:
+    """The checkpoint's meta entry (a 0-d string array holding JSON), checked to be minicnn's format."""
+    not_json = f"{path} is not a minicnn checkpoint (its 'meta' entry is not JSON text)"
+    if array.ndim != 0 or array.dtype.kind != "U":
+        raise DataError(not_json)
+    try:
+        meta = json.loads(str(array))
+    except (ValueError, RecursionError):
+        raise DataError(not_json) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         shown = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise DataError(f"{path} is not a minicnn checkpoint (format {shown!r}, expected {FORMAT!r})")
     if not isinstance(meta.get("network"), str) or not isinstance(meta.get("settings"), dict):
         raise DataError(f"{path} is a damaged minicnn checkpoint (its meta lacks the network name or settings)")
-    return meta, params, opt
+    return meta
 
 
 def apply(path, net, params: dict[str, np.ndarray]) -> None:

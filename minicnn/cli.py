@@ -74,10 +74,15 @@ def _add_textbook_option(p) -> None:
     )  # fmt: skip
 
 
+_DATA_DIR_HELP = (
+    "directory with the four Fashion-MNIST .gz files, the only one used (missing ones are downloaded into it)"
+)
+
+
 def _add_data_options(p) -> None:
     p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default cpu)")
     p.add_argument("--batch-size", type=_positive(int), help="default: the chapter's (LeNet 256, others 128)")
-    p.add_argument("--data-dir", help="directory with the four Fashion-MNIST .gz files")
+    p.add_argument("--data-dir", help=_DATA_DIR_HELP)
     p.add_argument("--limit", type=_positive(int), help="use only the first N training (and test) images")
 
 
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--load", metavar="PATH", required=True, help="checkpoint written by train --save")
     w.add_argument("--index", type=int, default=0, help="which test image (default 0)")
     w.add_argument("--out", metavar="DIR", help="directory for the PNG files (default ./show-NETWORK)")
-    w.add_argument("--data-dir", help="directory with the four Fashion-MNIST .gz files")
+    w.add_argument("--data-dir", help=_DATA_DIR_HELP)
     w.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default cpu)")
     _add_textbook_option(w)
 

@@ -1,4 +1,4 @@
-"""Shared test setup: numba cache location, hypothesis profile, fixtures and strategies.
+"""Shared test setup: hypothesis profile, fixtures and strategies.
 
 Sections (add to the one that fits, keep each small):
   1. environment   - settings that must be in place before minicnn (and so numba) is imported
@@ -9,10 +9,7 @@ Sections (add to the one that fits, keep each small):
 
 from __future__ import annotations
 
-import os
-import tempfile
 from contextlib import contextmanager
-from importlib import metadata
 
 import numpy as np
 import pytest
@@ -20,13 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 # ---- 1. environment --------------------------------------------------------------------------------
-# numba keeps its on-disk cache next to the source, keyed by Python version but not by numba version: two
-# virtual environments with the same Python and different numba (the current and the MXNet reference env)
-# would throw each other's compiled kernels away on every switch. One cache directory per numba version
-# keeps both warm. Must run before numba is imported; an explicit NUMBA_CACHE_DIR wins.
-os.environ.setdefault(
-    "NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"minicnn-numba-cache-{metadata.version('numba')}")
-)
+# Nothing at present. (numba's cache is kept per numba version by minicnn itself: minicnn/kernel_cache.py.)
 
 # ---- 2. hypothesis ---------------------------------------------------------------------------------
 # deadline=None: the first example of a test may compile numba kernels (seconds). Each property test sets its

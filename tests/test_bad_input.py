@@ -13,6 +13,7 @@ import io
 import json
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,28 @@ def _load_fails(path: Path, pattern: str | None = None) -> str:
         checkpoint.load(path)
     text = one_line(exc)
     assert str(path) in text
+    assert not any(advice in text for advice in UNSAFE_ADVICE), text
     return text
+
+
+# NumPy's advice on a pickled file: "... load it unsafely using the `allow_pickle=` keyword argument or `pickle.load()`"
+UNSAFE_ADVICE = ("allow_pickle", "pickle.load", "unsafe")
+
+
+def _png() -> bytes:
+    """A valid 1x1 grey PNG, as a user might pass by mistake."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0\0")) + chunk(b"IEND", b"")
+
+
+def _npy(path: Path, array: np.ndarray) -> Path:
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=True)
+    return path
 
 
 @PROFILE
@@ -134,28 +156,51 @@ def test_a_pickled_object_array_in_a_checkpoint_is_refused_and_never_unpickled(t
     assert proof.exists()
 
     marker = tmp_path / "code-ran"
+    never = "holds pickled Python objects, which minicnn never writes and never loads"
     for name, members in {
         "meta.npz": {"meta": np.array([_Payload(marker)], dtype=object)},
         "param.npz": {"meta": _meta(), "param/dense0_weight": np.array([_Payload(marker)], dtype=object)},
     }.items():
-        _load_fails(_npz(tmp_path / name, **members), "Object arrays cannot be loaded")
+        key = "meta" if name == "meta.npz" else "param/dense0_weight"
+        text = _load_fails(_npz(tmp_path / name, **members), f"its entry '{key}' {never}")
+        assert text.endswith("never loads")  # and stops there: no advice on how to load it after all
+    _load_fails(_npy(tmp_path / "objects.npy", np.array([_Payload(marker)], dtype=object)), f"it {never}")
     plain_pickle = tmp_path / "pickle.npz"
     import pickle
 
     plain_pickle.write_bytes(pickle.dumps(_Payload(marker)))
-    _load_fails(plain_pickle, "pickled")
+    _load_fails(plain_pickle, f"it {never}")
     assert not marker.exists(), "loading a checkpoint ran code from it"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("picture.png", _png(), "it is not an .npz archive"),
+        ("random.npz", bytes(range(7, 250)), "it is not an .npz archive"),
+        ("array.npy", None, r"it is a single NumPy array \(.npy\)"),
+        ("empty.npz", b"", "it is not an .npz archive"),
+    ],
+)
+def test_a_file_that_is_not_an_npz_archive_is_not_a_minicnn_checkpoint(tmp_path, name, content, says):
+    path = tmp_path / name
+    if content is None:
+        _npy(path, np.zeros((2, 3), np.float32))
+    else:
+        path.write_bytes(content)
+    assert _load_fails(path, says).startswith(f"{path} is not a minicnn checkpoint: ")
 
 
 @pytest.mark.parametrize(
     ("members", "pattern"),
     [
         ({"param/w": np.zeros(3)}, "no 'meta' entry"),
-        ({"meta": np.array("not json")}, "JSONDecodeError"),
+        ({"meta": np.array("not json")}, "its 'meta' entry is not JSON text"),
         ({"meta": np.array(json.dumps([1, 2]))}, "format 'list'"),
         ({"meta": np.array(json.dumps({"format": "keras/2"}))}, "format 'keras/2'"),
         ({"meta": np.array(json.dumps({"format": checkpoint.FORMAT}))}, "lacks the network name or settings"),
-        ({"meta": np.arange(3)}, "JSONDecodeError"),
+        ({"meta": np.arange(3)}, "its 'meta' entry is not JSON text"),
+        ({"meta": np.array("[" * 100_000)}, "its 'meta' entry is not JSON text"),
     ],
 )
 def test_a_zip_with_the_wrong_entries_is_a_data_error_saying_what_is_wrong(tmp_path, members, pattern):
@@ -211,6 +256,32 @@ def test_eval_on_a_garbage_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"minicnn: error: {path} is not a readable minicnn checkpoint")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["train --resume", "eval --load", "show --load"])
+@pytest.mark.parametrize("kind", ["pickled.npz", "objects.npy", "picture.png"])
+def test_a_pickled_or_foreign_file_given_as_a_checkpoint_is_one_line_exit_2_without_unsafe_advice(
+    tmp_path, capsys, command, kind
+):
+    if command.startswith("show"):
+        pytest.importorskip("matplotlib", reason="show needs matplotlib before it reads the checkpoint")
+    marker = tmp_path / "code-ran"
+    path = tmp_path / kind
+    if kind == "pickled.npz":
+        _npz(path, meta=_meta(), **{"param/conv0_weight": np.array([_Payload(marker)], dtype=object)})
+    elif kind == "objects.npy":
+        _npy(path, np.array([_Payload(marker)], dtype=object))
+    else:
+        path.write_bytes(_png())
+    subcommand, option = command.split()
+    assert cli.main([subcommand, "lenet", option, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"minicnn: error: {path} is not a minicnn checkpoint: ")
+    if kind != "picture.png":
+        assert err.rstrip().endswith("holds pickled Python objects, which minicnn never writes and never loads")
+    assert not any(advice in err for advice in UNSAFE_ADVICE), err
+    assert not marker.exists()
 
 
 def test_resuming_a_checkpoint_with_a_damaged_training_state_is_one_line_and_exit_2(

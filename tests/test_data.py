@@ -249,42 +249,65 @@ def copy_files(source: Path, target: Path, names=None) -> Path:
     return target
 
 
-def test_search_order_is_explicit_dir_then_env_then_mxnet_cache_then_debian(isolated, monkeypatch):
-    monkeypatch.setenv("MINICNN_DATA", str(isolated / "env"))
+def test_without_a_named_directory_the_search_is_mxnets_cache_then_debians(isolated, monkeypatch):
     home = isolated / "home"
-    assert search_dirs(isolated / "explicit") == [
-        isolated / "explicit",
-        isolated / "env",
-        home / ".mxnet" / "datasets" / "fashion-mnist",
-        isolated / "debian",
-    ]
-    monkeypatch.delenv("MINICNN_DATA")
+    assert search_dirs() == [home / ".mxnet" / "datasets" / "fashion-mnist", isolated / "debian"]
     monkeypatch.setenv("MXNET_HOME", str(isolated / "mxhome"))
     assert search_dirs() == [isolated / "mxhome" / "datasets" / "fashion-mnist", isolated / "debian"]
 
 
-def test_search_dirs_lists_a_directory_only_once(isolated, monkeypatch):
-    monkeypatch.setenv("MINICNN_DATA", str(isolated / "debian"))
-    assert search_dirs(isolated / "debian").count(isolated / "debian") == 1
+def test_a_named_directory_is_the_only_place_looked_in_and_data_dir_beats_minicnn_data(isolated, monkeypatch):
+    monkeypatch.setenv("MINICNN_DATA", str(isolated / "env"))
+    assert search_dirs() == [isolated / "env"]
+    assert search_dirs(isolated / "explicit") == [isolated / "explicit"]
 
 
-def test_find_data_dir_returns_the_first_directory_holding_all_four_files(fake_dataset, monkeypatch):
+def test_find_data_dir_without_a_named_directory_takes_the_first_default_place_holding_all_four_files(
+    fake_dataset,
+):
     source, _ = fake_dataset
     root = source.parent
     copy_files(source, root / "debian")
-    copy_files(source, root / "env", names={"train-images-idx3-ubyte.gz"})  # incomplete: skipped
-    monkeypatch.setenv("MINICNN_DATA", str(root / "env"))
+    mxnet_cache = root / "home" / ".mxnet" / "datasets" / "fashion-mnist"
+    copy_files(source, mxnet_cache, names={"train-images-idx3-ubyte.gz"})  # incomplete: skipped
     assert find_data_dir(download=False) == root / "debian"
+    copy_files(source, mxnet_cache)
+    assert find_data_dir(download=False) == mxnet_cache
+
+
+def test_named_data_dir_without_files_is_an_error_not_a_fallback(fake_dataset):
+    source, _ = fake_dataset
+    root = source.parent
+    copy_files(source, root / "debian")
     copy_files(source, root / "home" / ".mxnet" / "datasets" / "fashion-mnist")
-    assert find_data_dir(download=False) == root / "home" / ".mxnet" / "datasets" / "fashion-mnist"
-    assert find_data_dir(root / "source", download=False) == root / "source"
-
-
-def test_missing_everything_with_download_disabled_raises_naming_the_dirs(isolated):
+    mine = copy_files(source, root / "mine", names={"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"})
     with pytest.raises(DataError) as exc:
-        find_data_dir(isolated / "mine", download=False)
+        find_data_dir(mine, download=False)
     message = one_line(exc)
-    for directory in search_dirs(isolated / "mine"):
+    assert f"data directory {mine} lacks t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz" in message
+    assert "train-images" not in message and "downloading is disabled" in message
+    with pytest.raises(DataError, match=f"data directory {root / 'typo'} does not exist"):
+        find_data_dir(root / "typo", download=False)
+    assert not (root / "typo").exists()
+
+
+def test_minicnn_data_without_files_is_an_error_not_a_fallback(fake_dataset, monkeypatch):
+    source, _ = fake_dataset
+    root = source.parent
+    copy_files(source, root / "debian")
+    (root / "env").mkdir()
+    monkeypatch.setenv("MINICNN_DATA", str(root / "env"))
+    with pytest.raises(DataError) as exc:
+        load_fashion_mnist(download=False)
+    assert f"$MINICNN_DATA {root / 'env'} lacks train-images-idx3-ubyte.gz" in one_line(exc)
+    assert find_data_dir(root / "debian", download=False) == root / "debian"  # --data-dir beats $MINICNN_DATA
+
+
+def test_missing_everything_with_download_disabled_raises_naming_the_default_places(isolated):
+    with pytest.raises(DataError) as exc:
+        find_data_dir(download=False)
+    message = one_line(exc)
+    for directory in search_dirs():
         assert str(directory) in message
     assert "apt-get install dataset-fashion-mnist" in message and "MINICNN_DATA" in message
 
@@ -329,13 +352,31 @@ def test_download_fetches_verifies_and_places_all_files_in_the_mxnet_cache(fake_
     assert "downloading" in capsys.readouterr().err
 
 
-def test_download_goes_into_an_explicit_dir_then_minicnn_data(fake_dataset, monkeypatch):
+def test_a_named_directory_lacking_the_files_gets_them_downloaded_into_it_not_found_elsewhere(
+    fake_dataset, monkeypatch
+):
     source, _ = fake_dataset
     root = source.parent
-    assert find_data_dir(root / "explicit", progress=False) == root / "explicit"
+    copy_files(source, root / "debian")  # a complete copy in a default place, not used
+    assert find_data_dir(root / "new" / "explicit", progress=False) == root / "new" / "explicit"
     monkeypatch.setenv("MINICNN_DATA", str(root / "env"))
     monkeypatch.setattr(fm, "_verified", set())
     assert find_data_dir(progress=False) == root / "env"
+    for directory in (root / "new" / "explicit", root / "env"):
+        for spec in fm.FILES.values():
+            assert (directory / spec.name).read_bytes() == (source / spec.name).read_bytes()
+
+
+def test_files_already_in_a_named_directory_are_kept_and_only_the_missing_ones_downloaded(fake_dataset, capsys):
+    # The user's own copy of the training images (matching no known copy) is theirs: never replaced.
+    source, _ = fake_dataset
+    mine = copy_files(source, source.parent / "mine", names={"t10k-images-idx3-ubyte.gz"})
+    own = write(mine / fm.FILES["train_images"].name, idx_bytes(np.full((30, 28, 28), 7, np.uint8))).read_bytes()
+    assert find_data_dir(mine, progress=False) == mine
+    assert (mine / fm.FILES["train_images"].name).read_bytes() == own
+    assert sorted(p.name for p in mine.iterdir()) == sorted(s.name for s in fm.FILES.values())
+    assert "matches no known copy" in capsys.readouterr().err
+    assert (load_fashion_mnist(mine, download=False)[0] == 7).all()
 
 
 def test_download_fetches_only_the_missing_files(fake_dataset, monkeypatch):

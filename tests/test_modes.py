@@ -205,10 +205,11 @@ def network_results(name: str, dtype: str, textbook: bool):
 @pytest.mark.parametrize("name", list(SIDES))
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_every_network_gives_the_same_logits_losses_and_gradients_in_both_modes(name, dtype):
-    """float64: logits and losses to 1e-12, every parameter's gradient elementwise to 1e-9 (of its largest value:
-    the fast convolutions sum in other orders, Winograd through its transforms); float32: logits and losses to 1e-5
-    and the network's gradient as one vector to 3e-2, as against MXNet (reference/TOLERANCES.md: two values of a pooling window that tie within
-    float32 rounding can be ranked differently and send that window's gradient elsewhere)."""
+    """float64: logits and losses to 1e-12, every parameter's gradient elementwise to 1e-9 of its largest value
+    (the fast convolutions sum in other orders, Winograd through its transforms). float32: logits and losses to
+    1e-5 and the network's gradient as one vector to 3e-2, as against MXNet (reference/TOLERANCES.md: two values
+    of a pooling window that tie within float32 rounding can be ranked differently and send that window's gradient
+    elsewhere)."""
     textbook, fast = network_results(name, dtype, True), network_results(name, dtype, False)
     for got, want, what in zip(fast[:2], textbook[:2], ("logits", "losses")):  # max error relative to the largest
         bound = (1e-5 if dtype == "float32" else 1e-12) * np.abs(want).max()

@@ -1,7 +1,9 @@
 """Fashion-MNIST: find the four IDX files, download them if needed, verify and decode them.
 
-The files are looked for, in order, in an explicit directory, `$MINICNN_DATA`, MXNet's own cache
-(`$MXNET_HOME/datasets/fashion-mnist`, default `~/.mxnet/datasets/fashion-mnist`) and the directory of
+A directory the user names (`data_dir=`, `--data-dir`, else `$MINICNN_DATA`) is the only place looked in: the
+files are downloaded into it when they are missing, or the missing ones are named in an error, never replaced by
+a copy found elsewhere. Only when nothing is named are the default places searched: MXNet's own cache
+(`$MXNET_HOME/datasets/fashion-mnist`, default `~/.mxnet/datasets/fashion-mnist`), then the directory of
 Debian's `dataset-fashion-mnist` package. Files are checked against known fingerprints (see FileSpec), so a
 cache that MXNet filled, Debian's copy and a fresh download from Zalando are all accepted.
 """
@@ -218,30 +220,23 @@ def mxnet_dir() -> Path:
     return Path(home).expanduser() / "datasets" / "fashion-mnist"
 
 
+def named_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The directory the user named: `data_dir` if given, else `$MINICNN_DATA` if set, else None."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if os.environ.get("MINICNN_DATA"):
+        return Path(os.environ["MINICNN_DATA"]).expanduser()
+    return None
+
+
 def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The directories looked in, in order: data_dir, $MINICNN_DATA, MXNet's cache, Debian's directory."""
-    candidates = []
-    if data_dir is not None:
-        candidates.append(Path(data_dir).expanduser())
-    if os.environ.get("MINICNN_DATA"):
-        candidates.append(Path(os.environ["MINICNN_DATA"]).expanduser())
-    candidates += [mxnet_dir(), DEBIAN_DIR]
-    unique: list[Path] = []
-    for c in candidates:
-        if c not in unique:
-            unique.append(c)
-    return unique
+    """The directories looked in: only the named one (see `named_dir`), else MXNet's cache, then Debian's."""
+    named = named_dir(data_dir)
+    return [named] if named is not None else [mxnet_dir(), DEBIAN_DIR]
 
 
-def _download_targets(data_dir: str | os.PathLike | None) -> list[Path]:
-    """Where a download may go, in order of preference (never Debian's system directory)."""
-    targets = []
-    if data_dir is not None:
-        targets.append(Path(data_dir).expanduser())
-    if os.environ.get("MINICNN_DATA"):
-        targets.append(Path(os.environ["MINICNN_DATA"]).expanduser())
-    targets.append(mxnet_dir())
-    return targets
+def _missing(directory: Path) -> list[str]:
+    return [spec.name for spec in FILES.values() if not (directory / spec.name).is_file()]
 
 
 def _holds_all(directory: Path) -> bool:
@@ -375,27 +370,35 @@ def find_data_dir(
     progress: bool = True,
     opener: Callable[[str], BinaryIO] | None = None,
 ) -> Path:
-    """Return the first directory of `search_dirs(data_dir)` that holds all four verified files.
+    """The directory holding the four verified files.
 
-    When none does and `download` is true, the missing files are fetched into the first writable directory
-    of: data_dir, $MINICNN_DATA, MXNet's cache, each tried against every mirror with its hash checked and
-    written to a temporary file first. `opener(url)` returns a readable binary file object usable in a
-    `with` statement (default: `open_url`, looked up at call time so tests can replace it).
+    A named directory (`data_dir`, else `$MINICNN_DATA`) is the only one considered: when it lacks files and
+    `download` is true they are downloaded into it (files already there are kept, never replaced), otherwise
+    DataError names the directory and the missing files. With nothing named, the first of MXNet's cache and
+    Debian's directory that holds all four files is used, and missing files are downloaded into MXNet's cache.
+    Each download tries every mirror, checks the hash and writes a temporary file first. `opener(url)` returns a
+    readable binary file object usable in a `with` statement (default: `open_url`, looked up at call time so
+    tests can replace it).
     """
-    searched = search_dirs(data_dir)
-    named_by_user = {Path(d).expanduser() for d in (data_dir, os.environ.get("MINICNN_DATA")) if d}
+    named = named_dir(data_dir)
+    if named is not None:
+        return _named_data_dir(
+            named, "$MINICNN_DATA" if data_dir is None else "data directory", download, progress, opener
+        )
+    searched = search_dirs()
     for directory in searched:
         if _holds_all(directory):
             for spec in FILES.values():
-                verify_file(directory / spec.name, spec, strict=directory not in named_by_user)
+                verify_file(directory / spec.name, spec)
             return directory
     where = ", ".join(str(d) for d in searched)
     if not download:
         raise DataError(f"Fashion-MNIST not found (searched {where}) and download is disabled; {FIXES}")
-    target = next((d for d in _download_targets(data_dir) if _writable_dir(d)), None)
-    if target is None:
-        raise DataError(f"Fashion-MNIST not found (searched {where}) and no writable directory to download to; {FIXES}")
-    opener = opener or open_url
+    target = mxnet_dir()
+    if not _writable_dir(target):
+        raise DataError(
+            f"Fashion-MNIST not found (searched {where}) and {target} cannot be written to download to; {FIXES}"
+        )
     for spec in FILES.values():
         path = target / spec.name
         if path.is_file():
@@ -403,17 +406,46 @@ def find_data_dir(
                 verify_file(path, spec)
                 continue
             except DataError:
-                pass  # a bad partial copy in the download directory is simply fetched again
-        failures = _download_one(spec, target, opener, progress)
-        if failures:
-            raise DataError(
-                _one_line(
-                    f"Fashion-MNIST not found (searched {where}) and downloading {spec.name} into {target} "
-                    f"failed ({'; '.join(failures)}); {FIXES}"
-                )
-            )
-        verify_file(path, spec)
+                pass  # a bad partial copy in MXNet's cache is simply fetched again
+        _download_or_fail(spec, target, opener, progress, f"Fashion-MNIST not found (searched {where})")
     return target
+
+
+def _named_data_dir(
+    directory: Path, called: str, download: bool, progress: bool, opener: Callable[[str], BinaryIO] | None
+) -> Path:
+    """The named directory, after downloading what it lacks; files there are the user's and are never replaced."""
+    missing = _missing(directory)
+    if missing and not download:
+        lacks = "does not exist" if not directory.exists() else f"lacks {', '.join(missing)}"
+        raise DataError(
+            f"{called} {directory} {lacks} and downloading is disabled (download=False or MINICNN_OFFLINE=1); copy "
+            f"the four Fashion-MNIST files there, or name the directory that holds them (Debian's "
+            f"dataset-fashion-mnist puts them in {DEBIAN_DIR}), or name none to use MXNet's cache or Debian's copy"
+        )
+    if missing and not _writable_dir(directory):
+        raise DataError(
+            f"{called} {directory} lacks {', '.join(missing)} and cannot be written to download them into; "
+            "make it writable, or name the directory that holds the four Fashion-MNIST files"
+        )
+    for spec in FILES.values():
+        if spec.name in missing:
+            _download_or_fail(spec, directory, opener, progress, f"{called} {directory} lacks {spec.name}")
+        else:
+            # The user's own IDX data may match no known copy: accepted with a warning (parsing still checks it).
+            verify_file(directory / spec.name, spec, strict=False)
+    return directory
+
+
+def _download_or_fail(
+    spec: FileSpec, target: Path, opener: Callable[[str], BinaryIO] | None, progress: bool, why: str
+) -> None:
+    failures = _download_one(spec, target, opener or open_url, progress)
+    if failures:
+        raise DataError(
+            _one_line(f"{why} and downloading {spec.name} into {target} failed ({'; '.join(failures)}); {FIXES}")
+        )
+    verify_file(target / spec.name, spec)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -426,7 +458,7 @@ _cache: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 def load_fashion_mnist(
     data_dir: str | os.PathLike | None = None, download: bool = True, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Load Fashion-MNIST as (train_x, train_y, test_x, test_y).
+    """Load Fashion-MNIST as (train_x, train_y, test_x, test_y), from the directory `find_data_dir` gives.
 
     Images are uint8 `(N, 28, 28)`, labels int32 `(N,)` in 0..9 (N = 60000 train, 10000 test). The arrays
     are cached per directory for the life of the process and are read-only so the cache cannot be altered.
