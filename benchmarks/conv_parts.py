@@ -1,20 +1,17 @@
 """Where a convolution layer's time goes: forward and backward of one layer, split into im2col, GEMMs, col2im and
 the epilogues (or the Winograd tile transforms), at the chapter's shapes.
 
-    ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2] [--paths im2col,auto]
-                                          [--plane-run-min 1]
+    ./dev python benchmarks/conv_parts.py [--layers alexnet.conv1,lenet.conv1] [--repeats 2]
+                                          [--paths textbook,auto] [--plane-run-min 1]
 
---paths: `auto` is what Conv2D picks (ops/conv.py, conv_path: the pointwise path for 1x1 layers on planes of >= 256
-pixels, the small-plane kernels for stride-1 layers with few channels on small planes or thin layers on large ones,
-Winograd for 3x3 stride-1 layers with >= 16 input channels, the direct kernels for windows of C*KH*KW <= 32 values
-with output rows >= 64 wide and no horizontal stride, else im2col); `im2col` forces im2col + GEMM, `plane`,
-`winograd` and `direct` force those paths onto every layer they can take at all (stride 1; 3x3 stride 1; no
-horizontal stride), the others off. With `im2col,auto` (the default), each layer that takes another path
-runs both ways, side by side: the A/B of the other paths. GFLOP/s counts the multiply-adds of the convolution's
-definition (2*N*O*C*K*K*OH*OW per pass, three passes) on every path, so a Winograd row's
-rate is an effective one: it does 2.25x fewer.
+--paths: `auto` is what Conv2D picks in fast mode (fast/dispatch.py, conv2d); `textbook` is im2col + GEMM as
+ops/conv.py writes it (MINICNN_TEXTBOOK=1); `fused im2col`, `plane`, `winograd` and `direct` force that path onto
+every layer it can take at all (stride 1; 3x3 stride 1; no horizontal stride), the others off. With
+`textbook,auto` (the default) each layer runs both ways, side by side. GFLOP/s counts the multiply-adds of the
+convolution's definition (2*N*O*C*K*K*OH*OW per pass, three passes) on every path, so a Winograd row's rate is an
+effective one: it does 2.25x fewer.
 
-Each backend function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
+Each kernel function is wrapped with a timer (the GEMMs through `numpy.matmul`), the layer runs forward under
 autograd.record and backward once untimed, then --repeats times timed; the last run is printed. The parts do not
 add up to the totals: the rest is Python and the ops' own array bookkeeping.
 """
@@ -70,7 +67,9 @@ def main() -> None:
     p.add_argument("--layers", default=",".join(LAYERS), help=f"comma-separated, from: {', '.join(LAYERS)}")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument(
-        "--paths", default="im2col,auto", help="comma-separated, from: im2col, auto, plane, winograd, direct"
+        "--paths",
+        default="textbook,auto",
+        help="comma-separated, from: textbook, auto, fused im2col, plane, winograd, direct",
     )
     p.add_argument(
         "--plane-run-min",
@@ -79,15 +78,17 @@ def main() -> None:
     )
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
+    import os
+
     import numpy as np
 
     import minicnn as mc
-    from minicnn import autograd
+    from minicnn import autograd, config, ops
     from minicnn.backend import cpu
-    from minicnn.ops import conv
+    from minicnn.fast import cpu_direct, cpu_epilogue, cpu_im2col, cpu_plane, cpu_winograd, dispatch
 
     if args.plane_run_min is not None:
-        cpu.plane_conv.RUN_MIN = args.plane_run_min
+        cpu_plane.RUN_MIN = args.plane_run_min
     spent: dict[str, float] = collections.defaultdict(float)
 
     def timed(owner, name: str, label: str) -> None:
@@ -102,35 +103,41 @@ def main() -> None:
 
         setattr(owner, name, wrapper)
 
-    for name in ("im2col", "col2im", "bias_act", "act_grad"):
-        timed(cpu, name, name)
+    for name in ("im2col", "col2im"):
+        timed(cpu, name, f"textbook {name}")
+        timed(cpu_im2col, name, name)
+    for name in ("bias_act", "act_grad"):
+        timed(cpu_epilogue, name, name)
     for name in ("input_transform", "output_bias_act", "output_transform_grad", "input_transform_grad"):
-        timed(cpu.winograd, name, f"wino.{name}")
+        timed(cpu_winograd, name, f"wino.{name}")
     for name in ("forward", "weight_grad", "input_grad"):
-        timed(cpu.direct, name, f"direct.{name}")
+        timed(cpu_direct, name, f"direct.{name}")
     for name in ("forward", "backward"):
-        timed(cpu.plane_conv, name, f"plane.{name}")
+        timed(cpu_plane, name, f"plane.{name}")
     timed(np, "matmul", "gemm")
-    # ops/conv.py's switches and thresholds as the environment set them, and what forces each path onto any layer
-    # it can take at all
-    off = {"USE_WINOGRAD": False, "USE_POINTWISE": False, "USE_DIRECT": False, "USE_PLANE": False}
-    FORCED = {
-        "im2col": off,
-        "plane": {**off, "USE_PLANE": True, "PLANE_SMALL_CHANNELS": 10**9, "PLANE_SMALL_PIXELS": 10**9},
-        "winograd": {**off, "USE_WINOGRAD": True, "WINOGRAD_MIN_CHANNELS": 1},
-        "direct": {**off, "USE_DIRECT": True, "DIRECT_MAX_K": 10**9, "DIRECT_MIN_WIDTH": 1},
+    # what forces each fast path onto any layer it can take at all: fast/dispatch.py's switches (MINICNN_<NAME>)
+    # and thresholds
+    off = {"winograd": "0", "pointwise": "0", "direct": "0", "plane": "0"}
+    forced = {
+        "fused im2col": (off, {}),
+        "plane": ({**off, "plane": "1"}, {"PLANE_SMALL_CHANNELS": 10**9, "PLANE_SMALL_PIXELS": 10**9}),
+        "winograd": ({**off, "winograd": "1"}, {"WINOGRAD_MIN_CHANNELS": 1}),
+        "direct": ({**off, "direct": "1"}, {"DIRECT_MAX_K": 10**9, "DIRECT_MIN_WIDTH": 1}),
     }
-    DEFAULTS = {name: getattr(conv, name) for forced in FORCED.values() for name in forced}
+    defaults = {name: getattr(dispatch, name) for _, limits in forced.values() for name in limits}
+    environment = dict(os.environ)
 
     for layer, path in ((layer, path) for layer in args.layers.split(",") for path in args.paths.split(",")):
         n, c, side, o, k, s, pad, act = LAYERS[layer]
-        for switch, value in {**DEFAULTS, **({} if path == "auto" else FORCED[path])}.items():
-            setattr(conv, switch, value)
+        switches, limits = forced.get(path, ({}, {}))
+        os.environ.clear()
+        os.environ.update(environment, **{f"MINICNN_{key.upper()}": v for key, v in switches.items()})
+        for name, value in {**defaults, **limits}.items():
+            setattr(dispatch, name, value)
         side_out = (side + 2 * pad - k) // s + 1
-        taken = conv.conv_path(cpu, c, (k, k), (s, s), (pad, pad), (side_out, side_out), o)
-        if path == "auto" and taken == "im2col" and "im2col" in args.paths:
-            continue  # the same path as the im2col row
-        if path not in ("auto", taken):
+        config.set_textbook(path == "textbook")
+        taken = dispatch.conv2d(cpu, c, o, (k, k), (s, s), (pad, pad), (side_out, side_out))
+        if path not in ("auto", "textbook", taken):
             continue  # a layer the forced path does not take (a strided one, a window other than 3x3)
         rng = np.random.default_rng(0)
         x = mc.array(rng.random((n, c, side, side), dtype=np.float32))
@@ -142,7 +149,7 @@ def main() -> None:
             spent.clear()
             start = time.perf_counter()
             with autograd.record():
-                y = conv.conv2d(x, w, b, stride=s, pad=pad, act=act)
+                y = ops.conv2d(x, w, b, stride=s, pad=pad, act=act)
             spent["forward total"] = time.perf_counter() - start
             start = time.perf_counter()
             y.backward()
@@ -150,7 +157,7 @@ def main() -> None:
         flops = 2 * n * o * c * k * k * ((side + 2 * pad - k) // s + 1) ** 2
         parts = "  ".join(f"{key} {v * 1e3:.0f}" for key, v in spent.items() if "total" not in key)
         print(
-            f"{layer:18} {taken:9}  forward {spent['forward total'] * 1e3:7.0f} ms  "
+            f"{layer:18} {taken:12}  forward {spent['forward total'] * 1e3:7.0f} ms  "
             f"backward {spent['backward total'] * 1e3:7.0f}"
             f" ms  ({3 * flops / (spent['forward total'] + spent['backward total']) / 1e9:.0f} GFLOP/s)  |  {parts}"
         )

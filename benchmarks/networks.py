@@ -64,8 +64,8 @@ def peak_rss_mib() -> float:
 
 
 # The training workers' timed steps go on past --steps until they add up to --min-seconds (set by worker()): three
-# of LeNet's 8 ms steps were a 25 ms sample that one stall of the machine could decide (a round of session 9 read
-# minicnn / PyTorch 0.99, the next 1.23). The larger networks' three steps take seconds anyway.
+# of LeNet's 8 ms steps are a sample that one stall of the machine could decide. The larger networks' three steps
+# take seconds anyway.
 MIN_SECONDS = 0.0
 MOST_STEPS = 2000
 
@@ -290,20 +290,9 @@ def run_torch(name: str, options: dict, side: int, batch: int, warmup: int, step
     return {"step_sec": time_steps(step, warmup, steps, MIN_SECONDS), "device": "cpu"}
 
 
-def run_minicnn_by_layer(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str):
-    """minicnn with GoogLeNet's Inception blocks running the chapter's forward, layer by layer (without the fused
-    1x1 convolutions): `--worker minicnn-by-layer --case googlenet` against `--worker minicnn` is their A/B."""
-    sys.path.insert(0, str(ROOT))
-    from minicnn.models.googlenet import Inception
-
-    Inception.forward = Inception.forward_by_layer
-    return run_minicnn(name, options, side, batch, warmup, steps, device)
-
-
 WORKERS = {
     "minicnn": run_minicnn,
     "minicnn-conv": run_minicnn_conv,
-    "minicnn-by-layer": run_minicnn_by_layer,
     "mxnet": run_mxnet,
     "torch": run_torch,
 }

@@ -29,8 +29,8 @@ from .cpu_sigmoid import sigmoid_after
 @njit(inline="always")
 def _add_scaled(dst, a, src):
     # dst += a * src. The loop index starts at 0, so numba needs no wraparound test per element, and the runs are
-    # slices with unit step, which numba types as contiguous: LLVM vectorises the loop (5x faster than indexing
-    # the rows with ox + offset).
+    # slices with unit step, which numba types as contiguous: LLVM vectorises the loop (indexing the rows with
+    # ox + offset would not be).
     for k in range(dst.shape[0]):
         dst[k] += a * src[k]
 
@@ -93,7 +93,7 @@ def _weight_grad(x, g, sh, ph, pw, gw):
     # Each input run a tap reads is loaded once and multiplied with the gradient rows of all O channels; the
     # products go into rows of partial sums, one per output column (elementwise, so vectorised; a single running sum
     # would not be), each over one block's output rows, which are added up in float64 at the end. The partial sums
-    # are in the data's dtype: float64 ones halved the vector width and took 1.5x as long.
+    # are in the data's dtype: float64 ones would halve the vector width.
     n_, c_, h_, _ = x.shape
     o_, _, kh, kw = gw.shape
     oh, ow = g.shape[2], g.shape[3]

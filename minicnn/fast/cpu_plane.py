@@ -107,7 +107,7 @@ def _blocks_of(n_, nb, most):
 
 # Loops of one, two and three taps for two output channels (a0, a1). Every run is a slice starting at index 0, so
 # numba emits no wraparound test and LLVM vectorises the loop; the weights are read into locals first (a store to
-# a0 could, for all LLVM knows, change wa, which would make it reload them in every iteration: 2x slower).
+# a0 could, for all LLVM knows, change wa, which would make it reload them in every iteration).
 @njit(inline="always")
 def _taps1(a0, a1, wa, wb, s0):
     wa0, wb0 = wa[0], wb[0]
@@ -208,7 +208,7 @@ def _add_window(a0, a1, wc, s, wp, nb, lo, hi):
 
 
 # error_model "numpy" for the inlined sigmoid (see cpu_sigmoid.sigmoid_run_); fastmath 'contract': fused
-# multiply-adds (the backward's input gradient, the same loops, ran 15-25 % faster with them)
+# multiply-adds
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _forward(x, wr, b, act, ph, pw, nb, y):
     # One parallel iteration per block of groups of NB samples; for each group, output channels two at a time,
