@@ -54,6 +54,10 @@ def set_textbook(on: bool | None) -> None:
 
 def fast_path(name: str) -> bool:
     """Whether fast path `name` may run: not in textbook mode, and not turned off by MINICNN_<NAME>=0."""
-    if textbook_mode():
-        return False
+    return not textbook_mode() and switch(name)
+
+
+def switch(name: str) -> bool:
+    """Whether fast path `name` is left on by MINICNN_<NAME> (anything but 0), textbook mode aside: for callers
+    that have asked `textbook_mode()` already."""
     return os.environ.get(f"MINICNN_{name.upper()}", "1").strip() != "0"

@@ -105,15 +105,14 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):
 def _max_pool_bwd(gy, idx, gx):
     """gx[n, c] = 0, then gx[n, c].flat[idx[n, c, y, xo]] += gy[n, c, y, xo] for every window: the gradient goes
     to each window's first maximum; overlapping windows add up. One plane per iteration."""
-    n_, c_, h_, w_ = gx.shape
-    oh, ow = gy.shape[2], gy.shape[3]
-    for nc in prange(n_ * c_):
-        n, c = nc // c_, nc % c_
-        gx[n, c] = 0
-        for y in range(oh):
-            for xo in range(ow):
-                at = idx[n, c, y, xo]
-                gx[n, c, at // w_, at % w_] += gy[n, c, y, xo]
+    planes, h_, w_ = gx.shape[0] * gx.shape[1], gx.shape[2], gx.shape[3]
+    outputs = gy.shape[2] * gy.shape[3]
+    g, at = gy.reshape(planes, outputs), idx.reshape(planes, outputs)  # output q = y*OW + xo of plane p
+    dst = gx.reshape(planes, h_ * w_)  # pixel h*W + w of plane p, as idx counts
+    for p in prange(planes):
+        dst[p] = 0
+        for q in range(outputs):
+            dst[p, at[p, q]] += g[p, q]
 
 
 @njit(parallel=True, cache=True)

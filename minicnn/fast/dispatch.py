@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import config
 from ..config import fast_path, textbook_mode
 
 TEXTBOOK_CONV = "im2col"
@@ -42,11 +43,11 @@ PLANE_THIN_CHANNELS, PLANE_THIN_PIXELS = 64, 56 * 56
 
 def use_pointwise(kernel, stride, pad, out_hw) -> bool:
     return (
-        fast_path("pointwise")
-        and tuple(kernel) == (1, 1)
+        tuple(kernel) == (1, 1)
         and tuple(stride) == (1, 1)
         and tuple(pad) == (0, 0)
         and out_hw[0] * out_hw[1] >= POINTWISE_MIN_PIXELS
+        and fast_path("pointwise")  # last: the shapes are cheaper to test than the environment
     )
 
 
@@ -54,25 +55,25 @@ def use_plane(c: int, o: int, kernel, stride, out_hw) -> bool:
     padded = (out_hw[0] + kernel[0] - 1) * (out_hw[1] + kernel[1] - 1)  # stride 1: the padded input plane
     small = max(c, o) <= PLANE_SMALL_CHANNELS and padded <= PLANE_SMALL_PIXELS
     thin = max(c, o) <= PLANE_THIN_CHANNELS and out_hw[0] * out_hw[1] >= PLANE_THIN_PIXELS
-    return fast_path("plane") and tuple(stride) == (1, 1) and (small or thin)
+    return tuple(stride) == (1, 1) and (small or thin) and fast_path("plane")
 
 
 def use_winograd(c: int, kernel, stride, out_hw) -> bool:
     return (
-        fast_path("winograd")
-        and tuple(kernel) == (3, 3)
+        tuple(kernel) == (3, 3)
         and tuple(stride) == (1, 1)
         and c >= WINOGRAD_MIN_CHANNELS
         and min(out_hw) >= WINOGRAD_MIN_SIDE
+        and fast_path("winograd")
     )
 
 
 def use_direct(c: int, kernel, stride, out_hw) -> bool:
     return (
-        fast_path("direct")
-        and c * kernel[0] * kernel[1] <= DIRECT_MAX_K
+        c * kernel[0] * kernel[1] <= DIRECT_MAX_K
         and stride[1] == 1
         and out_hw[1] >= DIRECT_MIN_WIDTH
+        and fast_path("direct")
     )
 
 
@@ -90,7 +91,7 @@ def conv2d(be, c: int, o: int, kernel, stride, pad, out_hw) -> str:
         return "winograd"
     if use_direct(c, kernel, stride, out_hw):
         return "direct"
-    if fast_path("fused"):
+    if config.switch("fused"):
         return "fused im2col"
     return TEXTBOOK_CONV
 
@@ -110,7 +111,7 @@ KEEP_INDEX_BYTES = 32 << 20
 
 def max_pool(be, kernel, stride, pad) -> str:
     """The algorithm MaxPool2D runs: 'window loop' (the textbook), or '2x2 tiles' / 'runs' (cpu_pool.py)."""
-    if not (_fast_cpu(be) and fast_path("pool")):
+    if not (_fast_cpu(be) and config.switch("pool")):
         return TEXTBOOK_POOL
     return max_pool_kernel(kernel, stride, pad)
 
@@ -118,7 +119,7 @@ def max_pool(be, kernel, stride, pad) -> str:
 def max_pool_kernel(kernel, stride, pad) -> str:
     """'2x2 tiles' for 2x2 windows with stride 2 and no padding (they tile the plane), 'runs' for the others."""
     tiles = (tuple(kernel), tuple(stride), tuple(pad)) == ((2, 2), (2, 2), (0, 0))
-    return "2x2 tiles" if tiles and fast_path("pool_2x2") else "runs"
+    return "2x2 tiles" if tiles and config.switch("pool_2x2") else "runs"
 
 
 def keep_pool_index(be, nbytes: int) -> bool:
