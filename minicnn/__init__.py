@@ -14,8 +14,8 @@ tuning.apply()  # before NumPy is loaded, where it can be: see fast/tuning.py (M
 
 import numpy as np  # noqa: E402
 
-# Before any kernel module: importing kernel_cache points numba's cache at a directory of this numba version's own.
-from . import kernel_cache  # noqa: E402, F401
+# Before any kernel module: numba_setup sets how numba compiles the kernels and where it keeps them.
+from . import numba_setup  # noqa: E402, F401
 
 # isort: split
 from . import autograd, config, init, loss, nn, ops, random  # noqa: E402

@@ -17,7 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 # ---- 1. environment --------------------------------------------------------------------------------
-# Nothing at present. (numba's cache is kept per numba version by minicnn itself: minicnn/kernel_cache.py.)
+# Nothing at present. (numba's cache is kept per numba version by minicnn itself: minicnn/numba_setup.py.)
 
 # ---- 2. hypothesis ---------------------------------------------------------------------------------
 # deadline=None: the first example of a test may compile numba kernels (seconds). Each property test sets its

@@ -16,7 +16,7 @@ import numba
 import pytest
 from numba.core import config
 
-from minicnn import kernel_cache
+from minicnn import numba_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_VENVS = {ROOT / ".venv", ROOT / ".venv-ref"}
@@ -67,8 +67,8 @@ def test_the_kernel_cache_goes_to_the_users_cache_directory_under_the_numba_vers
     tmp_path, monkeypatch, no_cache_choice
 ):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    expected = tmp_path / "xdg" / "minicnn" / f"numba-{numba.__version__}"
-    assert kernel_cache.use_per_version_cache() == expected
+    expected = tmp_path / "xdg" / "minicnn" / f"numba-{numba.__version__}{numba_setup.llvm_options()[1]}"
+    assert numba_setup.use_per_version_cache() == expected
     assert config.CACHE_DIR == str(expected) and expected.is_dir()
 
 
@@ -78,16 +78,17 @@ def test_an_unwritable_cache_directory_falls_back_to_a_temporary_one_per_user_an
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))  # no directory can be made inside a file
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    chosen = kernel_cache.use_per_version_cache()
+    chosen = numba_setup.use_per_version_cache()
     assert chosen is not None and chosen.parent.parent == tmp_path / "tmp"
-    assert chosen.name == f"numba-{numba.__version__}" and chosen.parent.name.startswith("minicnn-")
+    assert chosen.name == f"numba-{numba.__version__}{numba_setup.llvm_options()[1]}"
+    assert chosen.parent.name.startswith("minicnn-")
     assert config.CACHE_DIR == str(chosen)
 
 
 def test_a_cache_directory_the_user_chose_is_kept(tmp_path, monkeypatch, no_cache_choice):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
-    assert kernel_cache.use_per_version_cache() == tmp_path / "mine"
+    assert numba_setup.use_per_version_cache() == tmp_path / "mine"
     assert config.CACHE_DIR == str(tmp_path / "mine")
     assert not (tmp_path / "xdg").exists()
 
