@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_options(s)
     s.add_argument("--input-size", type=_positive(int), help="image side (default: the chapter's resize, or 28)")
     s.add_argument("--device", default="cpu", help="the device whose algorithms to name: cpu, gpu, gpu:N or auto")
+    s.add_argument("--layers", action="store_true", help="a row for every layer inside the blocks too")
 
     w = sub.add_parser("show", help="pictures of the first filters and of every conv/pool layer's feature maps")
     w.add_argument("network", type=_network_name, help=f"one of: {', '.join(models.REGISTRY)}")
@@ -433,7 +434,7 @@ def cmd_summary(args) -> int:
     ctx = _device(args)
     try:
         net = spec.build(classes=10, **settings["options"])
-        rows = summarize(net, (1, 1, side, side), ctx)
+        rows = summarize(net, (1, 1, side, side), ctx, layers=args.layers)
     except ValueError as exc:  # e.g. an input too small for the network's kernels
         raise UserError(f"{settings['network']} at {side}x{side}: {exc}") from None
     mode = "textbook" if config.textbook_mode() else "fast"

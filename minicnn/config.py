@@ -23,33 +23,41 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 _TRUE = ("1", "true", "yes", "on")
-_override: list[bool] = []  # set_textbook / textbook(): the innermost wins over the environment
+_FALSE = ("0", "false", "no", "off")
+_block: ContextVar[bool | None] = ContextVar("minicnn_textbook_block", default=None)  # the innermost textbook()
+_chosen: bool | None = None  # set_textbook's choice, for the whole process
 
 
 def textbook_mode() -> bool:
-    """Whether ops run only the textbook algorithms (MINICNN_TEXTBOOK=1, `textbook()` or `set_textbook(True)`)."""
-    if _override:
-        return _override[-1]
+    """Whether ops run only the textbook algorithms: the innermost `textbook()` block, else `set_textbook`'s
+    choice, else MINICNN_TEXTBOOK (1, true, yes or on)."""
+    block = _block.get()
+    if block is not None:
+        return block
+    if _chosen is not None:
+        return _chosen
     return os.environ.get("MINICNN_TEXTBOOK", "").strip().lower() in _TRUE
 
 
 @contextmanager
 def textbook(on: bool = True) -> Iterator[None]:
-    """Run the block in textbook mode (`on=False`: in fast mode, whatever the environment says)."""
-    _override.append(bool(on))
+    """Run the block in textbook mode (`on=False`: in fast mode, whatever else says). A context variable holds it,
+    so it applies to this thread (and asyncio task) only."""
+    token = _block.set(bool(on))
     try:
         yield
     finally:
-        _override.pop()
+        _block.reset(token)
 
 
 def set_textbook(on: bool | None) -> None:
-    """Textbook mode on (True) or off (False) from now on; None: follow MINICNN_TEXTBOOK again."""
-    _override.clear()
-    if on is not None:
-        _override.append(bool(on))
+    """Textbook mode on (True) or off (False) from now on, for the whole process (a `textbook()` block still wins
+    inside it); None: follow MINICNN_TEXTBOOK again."""
+    global _chosen
+    _chosen = None if on is None else bool(on)
 
 
 def fast_path(name: str) -> bool:
@@ -58,6 +66,6 @@ def fast_path(name: str) -> bool:
 
 
 def switch(name: str) -> bool:
-    """Whether fast path `name` is left on by MINICNN_<NAME> (anything but 0), textbook mode aside: for callers
-    that have asked `textbook_mode()` already."""
-    return os.environ.get(f"MINICNN_{name.upper()}", "1").strip() != "0"
+    """Whether fast path `name` is left on by MINICNN_<NAME> (off: 0, false, no or off), textbook mode aside: for
+    callers that have asked `textbook_mode()` already."""
+    return os.environ.get(f"MINICNN_{name.upper()}", "1").strip().lower() not in _FALSE

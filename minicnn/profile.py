@@ -54,7 +54,7 @@ class _FlopCounter:
         self.current = None
         self.flops: dict[str, int] = {}
 
-    def after(self, block, inputs, output) -> None:
+    def after(self, block, inputs, output, **note) -> None:
         if self.current is not None and not block.children():
             flops = leaf_flops(block, inputs[0].shape, output.shape)
             self.flops[self.current] = self.flops.get(self.current, 0) + flops

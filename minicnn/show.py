@@ -34,7 +34,7 @@ class _Recorder:
     def __init__(self):
         self.maps: list[tuple[str, np.ndarray]] = []
 
-    def after(self, block, inputs, output) -> None:
+    def after(self, block, inputs, output, **note) -> None:
         if isinstance(block, _PICTURED):
             self.maps.append((block.name, output.asnumpy()))
 

@@ -4,7 +4,7 @@ pooling layer runs (the chapter's shape printout, extended).
 FLOPs count a multiply-add as 2: conv 2*N*O*OH*OW*C*KH*KW, dense 2*N*K*U, plus one per output element for a bias
 and one per element for an activation; pooling counts one operation per window element. The algorithm is what
 `fast.dispatch` picks for the layer's shapes on the given device: the textbook's ('im2col', 'window loop') in
-textbook mode, on the GPU, or where no fast path applies.
+textbook mode, on the GPU, or where no fast path applies; GoogLeNet's fused 1x1 heads say so.
 """
 
 from __future__ import annotations
@@ -50,19 +50,22 @@ def leaf_algorithm(layer: nn.Block, x_shape: tuple, y_shape: tuple, be) -> str |
         return dispatch.max_pool(be, op.kernel, op.stride, op.pad)
     if isinstance(layer, nn.AvgPool2D):
         return dispatch.avg_pool(be)
+    if isinstance(layer, nn.GlobalAvgPool2D):
+        return "mean"
     return None
 
 
 class _Counter:
-    """FLOPs and algorithm of every leaf layer that runs, by id."""
+    """FLOPs and algorithm of every leaf layer that runs, in the order they run."""
 
     def __init__(self, be):
-        self.be, self.flops, self.algorithms = be, {}, {}
+        self.be, self.leaves = be, {}  # id -> (layer, output shape, FLOPs, algorithm)
 
-    def after(self, block, inputs, output):
+    def after(self, block, inputs, output, algorithm: str | None = None, **note):
         if not block.children():
-            self.flops[id(block)] = leaf_flops(block, inputs[0].shape, output.shape)
-            self.algorithms[id(block)] = leaf_algorithm(block, inputs[0].shape, output.shape, self.be)
+            x_shape, y_shape = inputs[0].shape, output.shape
+            algorithm = algorithm or leaf_algorithm(block, x_shape, y_shape, self.be)
+            self.leaves[id(block)] = (block, y_shape, leaf_flops(block, x_shape, y_shape), algorithm or "")
 
 
 @dataclass
@@ -74,12 +77,16 @@ class Row:
     algorithm: str = ""  # the algorithms of its convolution and pooling layers, in order, each named once
 
 
-def summarize(net: nn.Sequential, input_shape: tuple, ctx=None) -> list[Row]:
-    """Run one forward pass on zeros of `input_shape` and describe each top-level layer; the algorithms are those
-    of device `ctx` (default: the CPU)."""
-    if any(not p.initialized and p._deferred is None for p in net.collect_params().values()):
+def summarize(net: nn.Sequential, input_shape: tuple, ctx=None, layers: bool = False) -> list[Row]:
+    """Run a forward pass on zeros of `input_shape` and describe each top-level layer (`layers`: each layer inside
+    the blocks too, one row per convolution, pooling, dense, ... layer); the algorithms are those of device `ctx`
+    (default: the CPU)."""
+    if any(not p.initialized and not p.pending for p in net.collect_params().values()):
         net.initialize(init=init.Xavier())
     x = NDArray(np.zeros(input_shape, dtype=np.float32))
+    if any(p.pending for p in net.collect_params().values()):
+        with autograd.pause():
+            net(x)  # the deferred shapes first: a block's first call may run otherwise than later ones (fused_heads)
     rows = []
     with autograd.pause(), nn.observe(_Counter((ctx or device.cpu()).backend)) as counter:
         for layer in net:
@@ -90,12 +97,16 @@ def summarize(net: nn.Sequential, input_shape: tuple, ctx=None) -> list[Row]:
                 b = stack.pop()
                 stack.extend(b.children())
                 blocks.extend(b.children())
-            params = sum(p.size for p in layer.collect_params().values())
-            flops = sum(counter.flops.get(id(b), 0) for b in blocks)
             ids = {id(b) for b in blocks}
-            names = [a for i, a in counter.algorithms.items() if i in ids and a]  # in the order they ran
-            algorithm = ", ".join(dict.fromkeys(names))
-            rows.append(Row(layer.name, x.shape, params, flops, algorithm))
+            ran = [leaf for i, leaf in counter.leaves.items() if i in ids]  # in the order they ran
+            if layers and layer.children():
+                for leaf, shape, flops, algorithm in ran:
+                    params = sum(p.size for p in leaf.collect_params().values())
+                    rows.append(Row(leaf.name, shape, params, flops, algorithm))
+                continue
+            params = sum(p.size for p in layer.collect_params().values())
+            algorithm = ", ".join(dict.fromkeys(a for *_, a in ran if a))
+            rows.append(Row(layer.name, x.shape, params, sum(f for _, _, f, _ in ran), algorithm))
     return rows
 
 

@@ -298,3 +298,15 @@ def test_a_truncated_checkpoint_is_one_line_exit_2(lenet_run, skewed_dir, tmp_pa
     cut.write_bytes(data[: len(data) // 2])
     line = one_line_error(run_cli("eval", "lenet", "--load", cut, "--data-dir", skewed_dir))
     assert str(cut) in line and "not a readable minicnn checkpoint" in line
+
+
+def test_summary_layers_gives_every_layer_and_names_googlenets_fused_heads():
+    r = run_cli("summary", "googlenet", "--layers", MINICNN_TEXTBOOK="0")
+    assert r.returncode == 0, r.stderr
+    algorithms = summary_algorithms(r.stdout)
+    assert algorithms["conv0"] == ["fused im2col"] and algorithms["conv2"] == ["winograd"]
+    assert algorithms["conv3"] == ["fused im2col (fused heads)"]  # the first Inception's first 1x1 head
+    assert algorithms["pool0"] == ["runs"] and algorithms["pool13"] == ["mean"]  # the last pool: global average
+    assert len(summary_rows(r.stdout)) == 2 + 3 + 9 * 7 + 3 + 1  # b1, b2, nine Inceptions, three pools, dense0
+    textbook = summary_algorithms(run_cli("summary", "googlenet", "--layers", "--textbook").stdout)
+    assert textbook["conv3"] == ["im2col"] and textbook["pool0"] == ["window loop"]

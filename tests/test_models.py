@@ -14,6 +14,7 @@ from conftest import fast_mode
 
 import minicnn as mc
 from minicnn import autograd, config, init, models, nn
+from minicnn.models import fused_heads
 from minicnn.models.googlenet import Inception
 from minicnn.summary import summarize
 from reference import load_mxnet
@@ -332,7 +333,7 @@ def test_inception_is_a_block_whose_forward_concatenates_its_four_paths(seeded):
 
 
 def test_inceptions_fused_1x1_convolutions_give_the_chapters_forward_and_gradients():
-    """forward_fused_heads runs p1_1, p2_1 and p3_1 as one convolution; forward in textbook mode is the chapter's
+    """fused_heads.forward runs p1_1, p2_1 and p3_1 as one convolution; forward in textbook mode is the chapter's
     code. They may differ only by the rounding of sums taken in another order."""
     blk = Inception(4, (3, 5), (2, 6), 7)
     blk.initialize(init=init.Xavier())
@@ -343,7 +344,7 @@ def test_inceptions_fused_1x1_convolutions_give_the_chapters_forward_and_gradien
     for p in blk.collect_params().values():
         p.set_data(mc.array(rng.standard_normal(p.shape)))
     results = []
-    for forward in (blk.forward_fused_heads, blk.forward):
+    for forward in (lambda x: fused_heads.forward(blk, x), blk.forward):
         x = mc.array(x0)
         x.attach_grad()
         with autograd.record(), config.textbook(forward == blk.forward):
@@ -365,23 +366,30 @@ def test_inceptions_fused_1x1_convolutions_give_the_chapters_forward_and_gradien
         close(g, grads_ref[name], name)
 
 
-def test_observers_see_each_layer_of_an_inception_even_the_fused_ones():
-    """The summary and the profile count shapes and FLOPs from these calls."""
+@pytest.mark.parametrize("fused", [True, False])
+def test_observers_see_each_layer_of_an_inception_even_the_fused_ones(fused):
+    """The summary and the profile count shapes and FLOPs from these calls; the fused heads say how they ran."""
     blk = Inception(4, (3, 5), (2, 6), 7)
     blk.initialize(init=init.Xavier())
+    x = mc.array(np.zeros((2, 8, 6, 5), dtype=np.float32))
+    with autograd.pause():
+        blk(x)  # the deferred shapes: this first call runs the chapter's forward in either mode
 
     class Seen:
         def __init__(self):
             self.calls = []
 
-        def after(self, block, inputs, output):
-            self.calls.append((block.name, inputs[0].shape, output.shape))
+        def after(self, block, inputs, output, **note):
+            self.calls.append((block.name, inputs[0].shape, output.shape, note.get("algorithm")))
 
-    with nn.observe(Seen()) as seen, autograd.pause():
-        blk(mc.array(np.zeros((2, 8, 6, 5), dtype=np.float32)))
-    shapes = {name: (x, y) for name, x, y in seen.calls}
+    with nn.observe(Seen()) as seen, autograd.pause(), fast_mode(heads=fused):
+        assert fused_heads.applies(blk) == fused
+        blk(x)
+    shapes = {name: (x, y) for name, x, y, _ in seen.calls}
+    notes = {name: algorithm for name, _, _, algorithm in seen.calls}
     for layer, channels in ((blk.p1_1, 4), (blk.p2_1, 3), (blk.p3_1, 2)):
         assert shapes[layer.name] == ((2, 8, 6, 5), (2, channels, 6, 5))
+        assert notes[layer.name] == ("plane (fused heads)" if fused else None)  # 8 -> 9 channels: small planes
     for layer, channels in ((blk.p2_2, 5), (blk.p3_2, 6), (blk.p4_1, 8), (blk.p4_2, 7)):
         assert shapes[layer.name][1] == (2, channels, 6, 5)
     assert len(seen.calls) == 8  # the seven layers and the block itself

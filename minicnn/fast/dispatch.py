@@ -1,7 +1,8 @@
 """Which algorithm runs: one function per op, answering "which algorithm for these shapes on this device?".
 
-In textbook mode (`minicnn.config`), or on the GPU, every answer is the textbook algorithm: the CUDA kernels are
-the textbook loops, and the fast paths below are CPU ones. Otherwise a rule picks a fast path from the shapes
+In textbook mode (`minicnn.config`) every answer is the textbook algorithm; on the GPU too, but for GoogLeNet's fused
+heads (`inception_heads`, made of ops): the CUDA kernels are the textbook loops, and the other fast paths are CPU
+ones. Otherwise a rule picks a fast path from the shapes
 alone, so a layer takes the same path every time and its results do not change from run to run. Each fast path
 can be turned off by itself with MINICNN_<NAME>=0 (`config.fast_path`). Why each threshold is where it is:
 docs/fast-paths.md; every switch and constant: docs/configuration.md.
@@ -85,7 +86,7 @@ def conv2d(be, c: int, o: int, kernel, stride, pad, out_hw) -> str:
         return TEXTBOOK_CONV
     if use_pointwise(kernel, stride, pad, out_hw):  # first: a 1x1 layer on a large plane is a GEMM, BLAS's job
         return "pointwise"
-    if use_plane(c, o, kernel, stride, out_hw):  # before Winograd and direct: it beat both on thin layers
+    if use_plane(c, o, kernel, stride, out_hw):  # before Winograd and direct: faster on thin layers (fast-paths.md)
         return "plane"
     if use_winograd(c, kernel, stride, out_hw):
         return "winograd"

@@ -13,12 +13,12 @@ from ..device import Context
 from .parameter import Parameter, ParameterDict
 
 _scopes: list[defaultdict] = [defaultdict(int)]
-_observers: list = []  # objects with after(block, inputs, output), e.g. the summary's shape and FLOP counter
+_observers: list = []  # objects with after(block, inputs, output, **note), e.g. the summary's FLOP counter
 
 
 @contextmanager
 def observe(observer):
-    """Call `observer.after(block, inputs, output)` after every Block call inside this context."""
+    """Call `observer.after(block, inputs, output, **note)` after every Block call inside this context."""
     _observers.append(observer)
     try:
         yield observer
@@ -26,11 +26,12 @@ def observe(observer):
         _observers.remove(observer)
 
 
-def notify(block, inputs, output) -> None:
+def notify(block, inputs, output, **note) -> None:
     """Tell the observers that `block` ran on `inputs` and gave `output`: what calling it does after its forward,
-    for a parent that computes a child's output another way (the Inception block's fused 1x1 convolutions)."""
+    for a parent that computes a child's output another way (the Inception block's fused 1x1 convolutions, which
+    add `algorithm=` to say how)."""
     for o in _observers:
-        o.after(block, inputs, output)
+        o.after(block, inputs, output, **note)
 
 
 @contextmanager

@@ -37,6 +37,11 @@ class Parameter:
     def initialized(self) -> bool:
         return self._var is not None
 
+    @property
+    def pending(self) -> bool:
+        """Whether initialize() was called but the values wait for the first forward pass to fix the shape."""
+        return self._deferred is not None
+
     def initialize(self, init=None, ctx: Context | None = None, force_reinit: bool = False) -> None:
         """Draw the values now, or when the shape becomes known (deferred initialisation)."""
         if self._var is not None and not force_reinit:

@@ -36,7 +36,7 @@ class Conv2D(Function):
         self.act = activation.check_activation(act)
 
     def forward(self, x, w, b=None):
-        self._check(x, w)
+        self.kernel, self.out_hw = self._check(x, w)  # (KH, KW), (OH, OW)
         be = backend.of(x)
         n, c, o = x.shape[0], x.shape[1], w.shape[0]
         self.algorithm = dispatch.conv2d(be, c, o, self.kernel, self.stride, self.pad, self.out_hw)
@@ -78,15 +78,16 @@ class Conv2D(Function):
         gb = (g.sum(axis=(0, 2)),) if self.has_bias else ()
         return (gx, gw2.reshape(w.shape)) + gb
 
-    def _check(self, x, w) -> None:
+    def _check(self, x, w) -> tuple:
+        """The window (KH, KW) and the output size (OH, OW); a clear error for shapes that do not fit."""
         if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
             raise ShapeError(
                 f"{self.name}: input {tuple(x.shape)} does not match weight {tuple(w.shape)}; "
                 f"expected (N, {w.shape[1] if w.ndim == 4 else 'C'}, H, W)"
             )
-        self.kernel = (w.shape[2], w.shape[3])
-        check_window_args(self.name, self.kernel, self.stride, self.pad)
-        self.out_hw = window_output_shape(self.name, x.shape, self.kernel, self.stride, self.pad)
+        kernel = (w.shape[2], w.shape[3])
+        check_window_args(self.name, kernel, self.stride, self.pad)
+        return kernel, window_output_shape(self.name, x.shape, kernel, self.stride, self.pad)
 
 
 def conv2d(x, weight, bias=None, stride=1, pad=0, name: str = "conv2d", act: str | None = None):
