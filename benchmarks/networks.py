@@ -300,6 +300,8 @@ WORKERS = {
 
 def worker(args) -> None:
     global MIN_SECONDS
+    if args.import_order == "numpy":  # a user's script or notebook: `import numpy as np` comes first
+        import numpy  # noqa: F401
     MIN_SECONDS = args.min_seconds
     name, options, side, batch = case_settings(args.case, args)
     result = WORKERS[args.worker](name, options, side, batch, args.warmup, args.steps, args.device)
@@ -315,7 +317,8 @@ def case_settings(case: str, args) -> tuple[str, dict, int, int]:
 
 def launch(framework: str, python: str, case: str, args) -> dict | None:
     cmd = [python, __file__, "--worker", framework, "--case", case, "--steps", str(args.steps),
-           "--min-seconds", str(args.min_seconds), "--warmup", str(args.warmup), "--device", args.device]  # fmt: skip
+           "--min-seconds", str(args.min_seconds), "--warmup", str(args.warmup), "--device", args.device,
+           "--import-order", args.import_order]  # fmt: skip
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     if args.resize:
@@ -345,13 +348,16 @@ def versions(python: str, modules: str) -> str:
 
 
 def cpu_model() -> str:
+    """'AMD EPYC (family 26 model 2), AVX-512': the model, and the widest vector extension numba and BLAS can use."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:40] if ":" in line)
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    flags = info.get("flags", "").split()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    family, model = info.get("cpu family", "?"), info.get("model", "?")
+    return f"{info.get('model name', '?')} (family {family} model {model}), {vector}"
 
 
 def merge_rounds(runs: list) -> dict | None:
@@ -392,6 +398,11 @@ def main() -> None:
     p.add_argument(
         "--torch-python", default=str(ROOT / ".venv-torch/bin/python"), help="a Python with torch (./dev bench-setup)"
     )
+    p.add_argument(
+        "--import-order", choices=["numpy", "minicnn"], default="numpy",
+        help="what minicnn's worker imports first: numpy, as a user's script or notebook does (default), or minicnn, "
+        "as python -m minicnn does",
+    )  # fmt: skip
     p.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -409,7 +420,8 @@ def main() -> None:
         print(f"# PyTorch skipped: no `import torch` in {args.torch_python!r} (./dev bench-setup installs it)")
     print(f"# {' '.join(['python', 'benchmarks/networks.py', *sys.argv[1:]])}")
     print(
-        f"# {cpu_model()}, {os.cpu_count()} cores, {args.threads} threads per process; "
+        f"# {cpu_model()}, {os.cpu_count()} cores, {args.threads} threads per process; minicnn's worker imports "
+        f"{args.import_order} first; "
         f"minicnn: {versions(args.minicnn_python, ('numpy', 'numba'))}; "
         f"MXNet: {versions(args.mxnet_python, ('mxnet', 'numpy'))}"
         + (f"; PyTorch: {versions(args.torch_python, ('torch',))}" if "torch" in frameworks else "")
