@@ -1,26 +1,31 @@
-"""Training curves as a PNG: loss, and train/test accuracy, against epochs (matplotlib, an optional extra)."""
+"""Training curves: loss, and train/test accuracy, against epochs (matplotlib, an optional extra), as a PNG file
+(`train --plot`) or as a figure a notebook shows inline.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .errors import UserError
 
 
 def require_matplotlib():
-    """The pyplot module with a file-only backend, or a UserError saying how to install it."""
+    """The pyplot module, or a UserError saying how to install it. Outside a Jupyter kernel its backend draws into
+    files only (Agg), so that no window opens; inside one, figures show inline."""
     try:
         import matplotlib
     except ImportError:
         raise UserError("drawing needs matplotlib: pip install 'minicnn[plot]' (or pip install matplotlib)") from None
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def training_curves(results, path, title: str = "") -> Path:
-    """results: EpochResult-like objects (epoch, loss, train_acc, test_acc) -> PNG at path."""
+def curves(results, title: str = ""):
+    """results: EpochResult-like objects (epoch, loss, train_acc, test_acc) -> a matplotlib figure of the curves."""
     plt = require_matplotlib()
     epochs = [r.epoch for r in results]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -37,6 +42,13 @@ def training_curves(results, path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def training_curves(results, path, title: str = "") -> Path:
+    """The curves of `curves` written to the PNG file `path`."""
+    plt = require_matplotlib()
+    fig = curves(results, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

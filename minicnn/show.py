@@ -67,14 +67,18 @@ def figure_size(rows: int, cols: int) -> tuple[float, float]:
     return max(cols * TILE_INCHES, 4.5), rows * TILE_INCHES + 0.7
 
 
-def _save(plt, fig, path: Path, title: str) -> Path:
+def _save(plt, fig, path: Path | None, title: str):
+    """The figure titled, written to `path` (then closed; the path is returned), or the figure itself when path
+    is None (a notebook shows it inline)."""
     fig.suptitle(title, fontsize=9)
+    if path is None:
+        return fig
     fig.savefig(path, dpi=DPI, metadata={"Title": title})
     plt.close(fig)
     return path
 
 
-def _tiles(plt, tiles: np.ndarray, labels: list[str], title: str, path: Path, shared_scale: bool) -> Path:
+def _tiles(plt, tiles: np.ndarray, labels: list[str], title: str, path: Path | None, shared_scale: bool):
     """tiles (K, H, W) as a grid of small images; shared_scale: one colour scale centred on 0 for all tiles."""
     rows, cols = _grid(len(tiles))
     width, height = figure_size(rows, cols)
@@ -93,7 +97,7 @@ def _tiles(plt, tiles: np.ndarray, labels: list[str], title: str, path: Path, sh
     return _save(plt, fig, path, title)
 
 
-def draw_filters(plt, weight: np.ndarray, layer: str, path: Path) -> Path:
+def draw_filters(plt, weight: np.ndarray, layer: str, path: Path | None):
     """weight (O, C, KH, KW) of a convolution: one tile per (output, input) channel pair."""
     o, c = weight.shape[:2]
     tiles = weight.reshape(o * c, *weight.shape[2:])
@@ -102,7 +106,7 @@ def draw_filters(plt, weight: np.ndarray, layer: str, path: Path) -> Path:
     return _tiles(plt, tiles, labels, title, path, shared_scale=True)
 
 
-def draw_feature_maps(plt, layer: str, output: np.ndarray, path: Path) -> Path:
+def draw_feature_maps(plt, layer: str, output: np.ndarray, path: Path | None):
     """output (1, C, H, W): one tile per channel, or, for 1x1 maps, one grid cell per channel."""
     channels = output.shape[1]
     shown = min(channels, MAX_CHANNELS)
@@ -123,7 +127,7 @@ def draw_feature_maps(plt, layer: str, output: np.ndarray, path: Path) -> Path:
     return _tiles(plt, output[0, :shown], labels, title, path, shared_scale=False)
 
 
-def draw_image(plt, x: np.ndarray, true: int, probs: np.ndarray, index: int, path: Path) -> Path:
+def draw_image(plt, x: np.ndarray, true: int, probs: np.ndarray, index: int, path: Path | None):
     """The input (H, W) and a bar per class with its predicted probability; the true class's bar in green."""
     predicted = int(probs.argmax())
     fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw={"width_ratios": [1, 1.3]})
@@ -154,6 +158,22 @@ def first_conv(net) -> nn.Conv2D | None:
             return b
         stack[:0] = b.children()
     return None
+
+
+def pictures(net, image: np.ndarray, label: int, index: int = 0, resize=None, ctx=None, dtype="float32") -> list:
+    """The pictures of `write_pictures` as matplotlib figures, for a notebook: the image and its prediction, the
+    first convolution's filters, and the feature maps of every convolution and pooling layer."""
+    from .device import cpu
+
+    plt = require_matplotlib()
+    x = prepare(image, {"resize": resize, "dtype": dtype}, ctx or cpu())
+    maps, probs = feature_maps(net, x)
+    figures = [draw_image(plt, x.asnumpy()[0, 0], int(label), probs, index, None)]
+    conv = first_conv(net)
+    if conv is not None:
+        figures.append(draw_filters(plt, conv.weight.data().asnumpy(), conv.name, None))
+    figures += [draw_feature_maps(plt, layer, output, None) for layer, output in maps]
+    return figures
 
 
 def write_pictures(net, settings: dict, image: np.ndarray, label: int, index: int, out_dir, ctx) -> list[Path]:
