@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--input-size", type=_positive(int), help="image side (default: the chapter's resize, or 28)")
     f.add_argument("--dtype", choices=["float32", "float64"], help="default: float32")
     f.add_argument("--steps", type=_positive(int), default=3, help="timed steps after the warm-up (median shown)")
+
+    c = sub.add_parser("compile", help="compile the CPU kernels ahead of time (numba keeps them on disk)")
+    c.add_argument(
+        "--dtype", choices=["float32", "float64"], action="append", help="the dtypes to compile for (default: both)"
+    )
+    c.add_argument("--quiet", action="store_true", help="say nothing unless it compiled (took over 10 s)")
+    _add_textbook_option(c)
     return parser
 
 
@@ -170,6 +177,7 @@ def build_network(settings: dict, ctx=None):
     """The network of `settings`, initialised (Xavier) on ctx, its shapes fixed by one forward pass."""
     from . import autograd, device, init
     from .autograd import NDArray
+    from .train_state import compiling_notice
 
     spec = models.get(settings["network"])
     try:
@@ -181,7 +189,7 @@ def build_network(settings: dict, ctx=None):
         p.dtype = np.dtype(settings["dtype"])
     net.initialize(force_reinit=True, ctx=ctx, init=init.Xavier())
     side = settings["resize"] or 28
-    with autograd.pause():
+    with autograd.pause(), compiling_notice():
         net(NDArray(ctx.backend.xp.zeros((1, 1, side, side), dtype=settings["dtype"])))
     return net
 
@@ -492,8 +500,20 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from .numba_setup import cache_dir
+    from .precompile import compile_all
+
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    seconds = compile_all(tuple(args.dtype or ("float32", "float64")), log=log)
+    if not args.quiet or seconds > 10:
+        print(f"compiled the CPU kernels in {seconds:.1f} s; numba keeps them in {cache_dir or '__pycache__'}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train, "eval": cmd_eval, "summary": cmd_summary, "show": cmd_show, "profile": cmd_profile,
+    "compile": cmd_compile,
 }  # fmt: skip
 
 

@@ -1,15 +1,21 @@
 """Random numbers for initialisation, dropout and shuffling, from one seed.
 
 `seed(s)` makes every later draw (weights, dropout masks, the loader's order) repeatable on the CPU.
-Each backend gets its own generator, derived from the seed, so CPU and GPU streams never interleave.
+Each backend gets its own generator for dropout masks, derived from the seed, so CPU and GPU streams never
+interleave. Each parameter draws its initial values from a stream of its own, keyed by its name (and by how many
+times that name was drawn since the seed), so a network's weights do not depend on the order in which its layers
+first run: a deferred shape is fixed by the first forward pass, whatever else that pass draws.
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 
 _seed: int | None = None
 _generators: dict[str, object] = {}
+_draws: dict[str, int] = {}  # parameter name -> how many times it was initialised since seed()
 
 
 def seed(value: int | None) -> None:
@@ -17,6 +23,17 @@ def seed(value: int | None) -> None:
     global _seed
     _seed = value
     _generators.clear()
+    _draws.clear()
+
+
+def parameter_generator(name: str) -> np.random.Generator:
+    """A generator for one initialisation of parameter `name`: the same seed, name and count give the same values,
+    whichever other parameters were drawn before."""
+    count = _draws.get(name, 0)
+    _draws[name] = count + 1
+    if _seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng(np.random.SeedSequence(_seed, spawn_key=(2, zlib.crc32(name.encode()), count)))
 
 
 def generator(backend_name: str = "cpu"):
@@ -34,15 +51,16 @@ def generator(backend_name: str = "cpu"):
 
 
 def host_generator() -> np.random.Generator:
-    """The CPU generator (used for initial weights, whatever the device, so a seed gives the same net)."""
+    """The CPU generator (dropout masks on the CPU; `nd.random`), whatever the device."""
     return generator("cpu")
 
 
 def get_state() -> dict:
     """Everything needed to continue the same random streams later (for checkpoints)."""
-    return {"seed": _seed, "cpu": host_generator().bit_generator.state}
+    return {"seed": _seed, "cpu": host_generator().bit_generator.state, "draws": dict(_draws)}
 
 
 def set_state(state: dict) -> None:
     seed(state["seed"])
     host_generator().bit_generator.state = state["cpu"]
+    _draws.update(state.get("draws", {}))

@@ -84,9 +84,6 @@ def summarize(net: nn.Sequential, input_shape: tuple, ctx=None, layers: bool = F
     if any(not p.initialized and not p.pending for p in net.collect_params().values()):
         net.initialize(init=init.Xavier())
     x = NDArray(np.zeros(input_shape, dtype=np.float32))
-    if any(p.pending for p in net.collect_params().values()):
-        with autograd.pause():
-            net(x)  # the deferred shapes first: a block's first call may run otherwise than later ones (fused_heads)
     rows = []
     with autograd.pause(), nn.observe(_Counter((ctx or device.cpu()).backend)) as counter:
         for layer in net:

@@ -12,7 +12,7 @@ import numpy as np
 from . import autograd
 from .autograd import NDArray
 from .loss import SoftmaxCrossEntropyLoss
-from .train_state import EpochResult, Run, TrainState
+from .train_state import EpochResult, Run, TrainState, compile_kernels
 
 
 def _on(X, y, ctx):
@@ -58,6 +58,9 @@ def train_ch5(
     loss = SoftmaxCrossEntropyLoss()
     log(f"training on {ctx}")
     run = Run(train_iter, num_epochs, state, stop, on_state, progress)
+    first = next(iter(test_iter), None)
+    if first is not None:  # numba compiles the network's kernels here, not inside the first epoch's time
+        compile_kernels(net, _on(*first, ctx), ctx, net.collect_params().values())
     with np.errstate(over="ignore", invalid="ignore"):  # a NaN loss is reported once, by Run.add
         for epoch in run.epochs():
             for X, y in run.batches(epoch):

@@ -10,7 +10,9 @@ and read in one transfer at the end of the epoch, so a run can show that its los
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -47,31 +49,73 @@ class EpochResult:
         )
 
 
-class ProgressBar:
-    """`[#####-----] 120/235 batches  4.1 s` on one stderr line, redrawn at most ~10 times a second."""
+def in_jupyter() -> bool:
+    """Whether this process is a Jupyter kernel (where progress shows as a widget, and stderr is no terminal)."""
+    return "ipykernel" in sys.modules
 
-    def __init__(self, total: int, label: str, enabled: bool, stream=None, width: int = 30):
-        self.total, self.label, self.enabled, self.width = total, label, enabled, width
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-        self._last = 0.0
+
+class ProgressBar:
+    """The epoch's progress as tqdm draws it: a widget in Jupyter, one stderr line in a terminal, with the images
+    done, images/s and the time left. `total`: the epoch's images (or batches, for an iterable without a size)."""
+
+    def __init__(self, total: int, label: str, enabled: bool, unit: str = "img"):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit=unit, unit_scale=True, leave=False, mininterval=0.2)
 
     def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if done < self.total and now - self._last < 0.1:
-            return
-        self._last = now
-        filled = self.width * done // max(self.total, 1)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} batches  {now - self.start:.1f} s")
-        self.stream.flush()
+        """`done` more images (or batches) finished."""
+        if self.bar is not None:
+            self.bar.update(done)
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * (self.width + len(self.label) + 40) + "\r")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextmanager
+def compiling_notice(stream=None, after: float = 1.0):
+    """Say "compiling kernels (first run only)" on stderr if the block takes longer than `after` seconds: numba
+    compiles each CPU kernel the first time it runs, then keeps it on disk."""
+    stream = stream or sys.stderr
+    timer = threading.Timer(after, lambda: print("compiling kernels (first run only) ...", file=stream, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def compile_kernels(net, batch, ctx, params) -> None:
+    """One forward and backward pass on two samples of `batch`, and an SGD update of nothing, so that numba compiles
+    the kernels the network uses now, before the first epoch's clock starts (under `compiling_notice`). Nothing
+    of the run changes: the random streams are put back, and the gradients are zeroed (the first step overwrites
+    them); the update adds 0 to a scratch array. Only on the CPU: the GPU's kernels were compiled with the device."""
+    from . import autograd
+    from .autograd import NDArray
+    from .fast import cpu_sgd, dispatch
+    from .loss import SoftmaxCrossEntropyLoss
+
+    if ctx.device_type != "cpu":
+        return
+    X, y = batch
+    X = NDArray((X.data if isinstance(X, NDArray) else X)[:2])
+    y = NDArray((y.data if isinstance(y, NDArray) else y)[:2])
+    saved = random.get_state()
+    with compiling_notice():
+        with autograd.record():
+            loss = SoftmaxCrossEntropyLoss()(net(X), y).sum()
+        loss.backward()
+        for dtype in {p.data().dtype for p in params}:
+            scratch = np.zeros(2, dtype=dtype)
+            if dispatch.sgd(scratch, scratch):
+                cpu_sgd.axpy_(scratch, 0.0, scratch)
+    for p in params:
+        p.zero_grad()
+    random.set_state(saved)
 
 
 def _host_floats(arrays: list) -> tuple[float, ...]:
@@ -223,7 +267,7 @@ class Run:
     def __init__(self, train_iter, num_epochs: int, state=None, stop=None, on_state=None, progress=None):
         self.train_iter, self.num_epochs, self.state = train_iter, num_epochs, state
         self.stop, self.on_state = stop, on_state
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = (sys.stderr.isatty() or in_jupyter()) if progress is None else progress
         self.results: list[EpochResult] = list(state.results) if state is not None else []
 
     def epochs(self):
@@ -244,11 +288,14 @@ class Run:
             self.cur = TrainState.begin(epoch, self.train_iter, self.results)
             batches = iter(self.train_iter)
         self.start = time.perf_counter() - self.cur.seconds
-        self.bar = ProgressBar(len(self.train_iter), f"epoch {epoch}", self.progress)
+        images = getattr(self.train_iter, "num_samples", None)  # a DataLoader's; other iterables count batches
+        total = images if images is not None else len(self.train_iter)
+        self.bar = ProgressBar(total, f"epoch {epoch}", self.progress, "img" if images is not None else "batch")
+        self.bar.update(sum(self.cur.batch_n) if images is not None else self.cur.batch)  # a resumed epoch's part
         self.watch = _LossWatch(epoch)
-        for i, (X, y) in enumerate(batches, self.cur.batch + 1):
+        for X, y in batches:
             yield X, y
-            self.bar.update(i)
+            self.bar.update(self.cur.batch_n[-1] if images is not None else 1)
             if self.stop is not None and self.stop():
                 self.bar.close()
                 self.watch.check()  # never hand out a state whose parameters a NaN already spoiled

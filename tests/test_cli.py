@@ -31,12 +31,20 @@ def test_limit_trains_on_the_first_n_samples(tiny_fashion_dir):
     assert "64 train / 64 test images" in r.stdout
 
 
-def test_progress_bar_is_drawn_on_stderr_when_asked(tiny_fashion_dir):
+def test_progress_bar_is_drawn_on_stderr_when_asked_with_images_per_second(tiny_fashion_dir):
     r = run_cli(
         "train", "lenet", "--data-dir", str(tiny_fashion_dir), "--epochs", "1", "--batch-size", "100", "--progress"
     )
     assert r.returncode == 0, r.stderr
-    assert "epoch 1 [" in r.stderr and "6/6 batches" in r.stderr
+    bar = r"epoch 1: +\d+%\|.*\|.*/600 \[.*img/s\]"  # tqdm's bar over the epoch's 600 images
+    assert re.search(bar, r.stderr), r.stderr
+    assert "epoch 1, loss" in r.stdout and "img/s" not in r.stdout  # the chapter's line stays as it was
+
+
+def test_no_progress_bar_when_stderr_is_no_terminal(tiny_fashion_dir):
+    r = run_cli("train", "lenet", "--data-dir", str(tiny_fashion_dir), "--epochs", "1", "--batch-size", "100")
+    assert r.returncode == 0, r.stderr
+    assert "img/s" not in r.stderr
 
 
 @pytest.mark.parametrize(

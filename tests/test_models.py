@@ -373,7 +373,7 @@ def test_observers_see_each_layer_of_an_inception_even_the_fused_ones(fused):
     blk.initialize(init=init.Xavier())
     x = mc.array(np.zeros((2, 8, 6, 5), dtype=np.float32))
     with autograd.pause():
-        blk(x)  # the deferred shapes: this first call runs the chapter's forward in either mode
+        blk(x)  # the deferred shapes
 
     class Seen:
         def __init__(self):

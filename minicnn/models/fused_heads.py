@@ -18,20 +18,14 @@ from ..ops import concat
 def applies(block) -> bool:
     """Whether `block` (an Inception) takes this path: outside textbook mode, when p1_1, p2_1 and p3_1 are plain 1x1
     convolutions with biases and one activation (always so as built; a user who replaced one gets the chapter's
-    forward), and every parameter has its values: the first call, which draws the deferred ones, runs the chapter's
-    forward, so that a seed gives the same weights in both modes (they are drawn in the order the layers first run).
-    """
+    forward)."""
     heads = (block.p1_1, block.p2_1, block.p3_1)
-    return (
-        dispatch.inception_heads()
-        and all(
-            type(h) is nn.Conv2D
-            and (h.kernel, h.stride, h.pad) == ((1, 1), (1, 1), (0, 0))
-            and h.bias is not None
-            and h.activation == block.p1_1.activation
-            for h in heads
-        )
-        and all(p.initialized for p in block.collect_params().values())
+    return dispatch.inception_heads() and all(
+        type(h) is nn.Conv2D
+        and (h.kernel, h.stride, h.pad) == ((1, 1), (1, 1), (0, 0))
+        and h.bias is not None
+        and h.activation == block.p1_1.activation
+        for h in heads
     )
 
 

@@ -54,7 +54,7 @@ class Parameter:
             self._var, self._deferred = None, (chosen, ctx)
 
     def _materialize(self, initializer, ctx: Context) -> None:
-        values = initializer(self.shape, random.host_generator()).astype(self.dtype)
+        values = initializer(self.shape, random.parameter_generator(self.name)).astype(self.dtype)
         self._var = NDArray(ctx.backend.asarray(values))
         self._var.attach_grad()
         self._deferred = None
