@@ -230,7 +230,7 @@ class NDArray:
         seed = self.xp.ones_like(self.data) if out_grad is None else _raw(out_grad)
         if seed.shape != self.data.shape:
             raise ValueError(f"backward(): out_grad has shape {seed.shape}, expected {self.shape}")
-        order = _topological_order(self.creator)
+        order = topological_order(self.creator)
         pending = {id(self.creator): seed}  # gradient w.r.t. each function's output
         # A leaf's gradient goes into its .grad as soon as it is computed (later uses of the same leaf add to
         # it), not kept as a temporary until the last function has run: kept, every parameter's gradient would
@@ -395,7 +395,7 @@ def _store_leaf_grad(leaf: NDArray, g) -> None:
         leaf.grad.data[...] = g
 
 
-def _topological_order(root: Function) -> list[Function]:
+def topological_order(root: Function) -> list[Function]:
     """Functions from the output back to the inputs, each after every function that consumes its output.
 
     Iterative depth-first search: a function is appended once all of its input creators are; reversing that

@@ -195,19 +195,10 @@ def build_network(settings: dict, ctx=None):
 
 
 def make_loaders(data, settings: dict, ctx, seed, limit=None):
-    """Train and test loaders over data already on the device; resizing happens per batch."""
-    from .data import Compose, DataLoader, Resize, ToTensor
+    """Train and test loaders over data already read, moved to the device once; resizing happens per batch."""
+    from .data.iterators import loaders
 
-    train_x, train_y, test_x, test_y = data
-    be = ctx.backend
-    steps = ([Resize(settings["resize"])] if settings["resize"] else []) + [ToTensor(settings["dtype"])]
-    transform = Compose(steps)
-    bs = settings["batch_size"]
-    train_iter = DataLoader(
-        be.asarray(train_x), be.asarray(train_y), bs, shuffle=True, seed=seed, transform=transform, limit=limit
-    )
-    test_iter = DataLoader(be.asarray(test_x), be.asarray(test_y), bs, transform=transform, limit=limit)
-    return train_iter, test_iter
+    return loaders(data, settings["batch_size"], settings["resize"], ctx, seed, limit, settings["dtype"])
 
 
 def _load_data(args, data_dir=None):

@@ -160,9 +160,12 @@ def first_conv(net) -> nn.Conv2D | None:
     return None
 
 
-def pictures(net, image: np.ndarray, label: int, index: int = 0, resize=None, ctx=None, dtype="float32") -> list:
+def pictures(
+    net, image: np.ndarray, label: int, index: int = 0, resize=None, ctx=None, dtype="float32", max_maps=None
+) -> list:
     """The pictures of `write_pictures` as matplotlib figures, for a notebook: the image and its prediction, the
-    first convolution's filters, and the feature maps of every convolution and pooling layer."""
+    first convolution's filters, and the feature maps of every convolution and pooling layer (the first
+    `max_maps` of them, when given)."""
     from .device import cpu
 
     plt = require_matplotlib()
@@ -172,7 +175,7 @@ def pictures(net, image: np.ndarray, label: int, index: int = 0, resize=None, ct
     conv = first_conv(net)
     if conv is not None:
         figures.append(draw_filters(plt, conv.weight.data().asnumpy(), conv.name, None))
-    figures += [draw_feature_maps(plt, layer, output, None) for layer, output in maps]
+    figures += [draw_feature_maps(plt, layer, output, None) for layer, output in maps[:max_maps]]
     return figures
 
 

@@ -11,6 +11,7 @@ from minicnn.data.fashion_mnist import (
     search_dirs,
     verify_file,
 )
+from minicnn.data.iterators import load_data_fashion_mnist
 from minicnn.data.loader import DataLoader
 from minicnn.data.transforms import Compose, Resize, ToTensor, resize, to_tensor
 
@@ -24,6 +25,7 @@ __all__ = [
     "Resize",
     "ToTensor",
     "find_data_dir",
+    "load_data_fashion_mnist",
     "load_fashion_mnist",
     "read_idx",
     "resize",

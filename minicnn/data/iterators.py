@@ -1,0 +1,43 @@
+"""The chapter's data helper: `load_data_fashion_mnist(batch_size, resize=None)` -> (train_iter, test_iter).
+
+    train_iter, test_iter = load_data_fashion_mnist(128, resize=224)
+
+Both iterate over (X, y) batches: X float32 (B, 1, H, W) in [0, 1] (each uint8 batch resized first, then / 255, as
+the chapter's `transforms.Resize` and `ToTensor` do), y the labels. The training batches come in a new random order
+every epoch (`seed` fixes it), the test batches in file order. The images live on `ctx` (the CPU by default) for
+the whole run; only one transformed batch exists at a time.
+"""
+
+from __future__ import annotations
+
+import os
+
+from minicnn.data.fashion_mnist import load_fashion_mnist
+from minicnn.data.loader import DataLoader
+from minicnn.data.transforms import Compose, Resize, ToTensor
+
+
+def loaders(data, batch_size: int, resize=None, ctx=None, seed=None, limit=None, dtype="float32"):
+    """(train_iter, test_iter) over Fashion-MNIST arrays already read, `data` = (train_x, train_y, test_x, test_y),
+    moved to `ctx` once; resizing happens per batch. `limit`: only the first N images of each set."""
+    from minicnn.device import cpu
+
+    train_x, train_y, test_x, test_y = data
+    be = (ctx or cpu()).backend
+    transform = Compose(([Resize(resize)] if resize else []) + [ToTensor(dtype)])
+    train_iter = DataLoader(
+        be.asarray(train_x), be.asarray(train_y), batch_size, shuffle=True, seed=seed, transform=transform, limit=limit
+    )
+    test_iter = DataLoader(be.asarray(test_x), be.asarray(test_y), batch_size, transform=transform, limit=limit)
+    return train_iter, test_iter
+
+
+def load_data_fashion_mnist(
+    batch_size: int, resize=None, *, data_dir=None, ctx=None, seed=None, limit=None, dtype="float32"
+):
+    """The chapter's `d2l.load_data_fashion_mnist`: (train_iter, test_iter) of Fashion-MNIST in batches of
+    `batch_size`, images resized to `resize` (an int side or (H, W); None keeps 28x28). The files are found as
+    docs/data.md says (`data_dir` or $MINICNN_DATA, else the default places; downloaded where allowed)."""
+    download = os.environ.get("MINICNN_OFFLINE") != "1"
+    data = load_fashion_mnist(data_dir, download=download)
+    return loaders(data, batch_size, resize, ctx, seed, limit, dtype)

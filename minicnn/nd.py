@@ -1,0 +1,49 @@
+"""MXNet's `nd` functions that the chapter's cells call, on minicnn's NDArray:
+
+    from minicnn import nd
+    X = nd.random.uniform(shape=(1, 1, 224, 224))
+    nd.zeros((1,), ctx=ctx), nd.array([0], ctx=ctx), nd.concat(p1, p2, dim=1)
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import random as _random
+from .autograd import NDArray
+from .device import Context, cpu
+from .ops import concat
+
+__all__ = ["array", "concat", "ones", "random", "zeros"]
+
+
+def array(source, ctx: Context | None = None, dtype=None) -> NDArray:
+    """An NDArray holding a copy of `source` on `ctx` (default cpu()), float32 unless `dtype` says otherwise."""
+    if isinstance(source, NDArray):
+        dtype = dtype or source.dtype
+        source = source.asnumpy()
+    host = np.array(source.get() if hasattr(source, "get") else source, dtype=dtype or np.float32)
+    return NDArray((ctx or cpu()).backend.asarray(host))
+
+
+def zeros(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
+    return NDArray((ctx or cpu()).backend.xp.zeros(shape, dtype=dtype))
+
+
+def ones(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
+    return NDArray((ctx or cpu()).backend.xp.ones(shape, dtype=dtype))
+
+
+def _uniform(low=0.0, high=1.0, shape=(1,), ctx: Context | None = None, dtype="float32") -> NDArray:
+    """Values drawn uniformly from [low, high), from minicnn's seeded host generator."""
+    return array(_random.host_generator().uniform(low, high, shape), ctx, dtype)
+
+
+def _normal(loc=0.0, scale=1.0, shape=(1,), ctx: Context | None = None, dtype="float32") -> NDArray:
+    """Values drawn from N(loc, scale^2), from minicnn's seeded host generator."""
+    return array(_random.host_generator().normal(loc, scale, shape), ctx, dtype)
+
+
+random = SimpleNamespace(uniform=_uniform, normal=_normal)
