@@ -70,8 +70,8 @@ async def run_cells(url: str, token: str, kernel: str, cells: list[str]) -> tupl
 def run_notebook(url: str, token: str, path: Path) -> tuple[float, bool, str]:
     notebook = json.loads(path.read_text())
     cells = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
-    started = api(url, token, "POST", "/api/sessions",
-                  {"path": path.name, "type": "notebook", "name": path.name, "kernel": {"name": "python3"}})  # fmt: skip
+    body = {"path": path.name, "type": "notebook", "name": path.name, "kernel": {"name": "python3"}}
+    started = api(url, token, "POST", "/api/sessions", body)
     try:
         start = time.perf_counter()
         ok, error = asyncio.run(run_cells(url, token, started["kernel"]["id"], cells))

@@ -3,6 +3,8 @@
     from minicnn import autograd, gluon, init, nd
     from minicnn.gluon import loss as gloss, nn
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
+
+Each name here is minicnn's own class; mxnet is never imported.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
     from minicnn import nd
     X = nd.random.uniform(shape=(1, 1, 224, 224))
     nd.zeros((1,), ctx=ctx), nd.array([0], ctx=ctx), nd.concat(p1, p2, dim=1)
+
+Only these few are here; the rest of minicnn's API is the Tensor's own.
 """
 
 from __future__ import annotations
