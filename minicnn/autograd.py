@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from contextlib import contextmanager
 
@@ -331,7 +332,7 @@ class NDArray:
 
     def flatten(self) -> NDArray:
         """(N, ...) -> (N, prod(...)), like `mxnet.nd.flatten`."""
-        return self.reshape(self.shape[0], -1)
+        return self.reshape(self.shape[0], math.prod(self.shape[1:]))  # not -1: an empty batch has no -1
 
     def exp(self) -> NDArray:
         return Exp()(self)

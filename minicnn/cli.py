@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, models
+from . import config, distributed, models
 from .errors import UserError
 from .fast import tuning
 
@@ -27,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (no usage dump) and exits 2."""
 
     def error(self, message: str):
-        self.exit(2, f"minicnn: error: {message} (see --help)\n")
+        speak = distributed.launcher_rank() == 0  # under mpiexec every process meets it: one says so
+        self.exit(2, f"minicnn: error: {message} (see --help)\n" if speak else None)
 
 
 def _positive(kind):
@@ -194,11 +195,12 @@ def build_network(settings: dict, ctx=None):
     return net
 
 
-def make_loaders(data, settings: dict, ctx, seed, limit=None):
-    """Train and test loaders over data already read, moved to the device once; resizing happens per batch."""
+def make_loaders(data, settings: dict, ctx, seed, limit=None, shard=(0, 1)):
+    """Train and test loaders over data already read, moved to the device once; resizing happens per batch.
+    `shard` (rank, ranks): this process's rows of each batch in a data-parallel run."""
     from .data.iterators import loaders
 
-    return loaders(data, settings["batch_size"], settings["resize"], ctx, seed, limit, settings["dtype"])
+    return loaders(data, settings["batch_size"], settings["resize"], ctx, seed, limit, settings["dtype"], shard)
 
 
 def _load_data(args, data_dir=None):
@@ -209,9 +211,13 @@ def _load_data(args, data_dir=None):
 
 
 def _device(args):
-    from . import device
+    """The device of --device. In a data-parallel run, `gpu` and `auto` mean the GPU numbered local rank % GPUs
+    on this machine, so that the processes on one machine share its GPUs out (gpu:N is taken as it is)."""
+    from . import backend, device
 
     ctx = device.parse(args.device)
+    if ctx.device_type == "gpu" and distributed.size() > 1 and args.device.strip().lower() in ("gpu", "auto"):
+        ctx = device.gpu(distributed.local_rank() % backend.gpu_backend().device_count())
     ctx.backend  # noqa: B018 - fail now, with one line, if the device cannot be used
     return ctx
 
@@ -245,11 +251,12 @@ class _StopOnCtrlC:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print(
-            "minicnn: stopping after this step to save the training state (Ctrl-C again to quit without saving)",
-            file=sys.stderr,
-            flush=True,
-        )
+        if distributed.launcher_rank() == 0:  # mpiexec passes Ctrl-C to every process; one of them says so
+            print(
+                "minicnn: stopping after this step to save the training state (Ctrl-C again to quit without saving)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __call__(self) -> bool:
         self.checks += 1
@@ -283,39 +290,87 @@ def _resume_point(args):
     return meta, params, opt
 
 
+def _plan(args) -> tuple[dict, dict | None]:
+    """What to train: (plan, the checkpoint's parameters to resume from or None). The plan holds the settings,
+    seed, --limit, data directory, --save path and, when resuming, the checkpoint's meta and optimizer state."""
+    if not args.resume:
+        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+        plan = {"settings": _settings(args), "seed": seed, "limit": args.limit, "data_dir": args.data_dir}
+        return {**plan, "save": args.save, "resumed": None, "opt": None}, None
+    meta, params, opt = _resume_point(args)
+    plan = {
+        "settings": dict(meta["settings"], epochs=args.epochs or meta["settings"]["epochs"]),
+        "seed": meta.get("seed"), "limit": meta.get("limit"), "data_dir": args.data_dir or meta.get("data_dir"),
+        "save": args.save or meta.get("save"), "resumed": meta, "opt": opt,
+    }  # fmt: skip
+    return plan, params
+
+
+class _RanksFailed(Exception):
+    """Set-up failed on some ranks of a data-parallel run: [(rank, one-line message)]; every rank stops, exit 2."""
+
+    def __init__(self, failed: list[tuple[int, str]]):
+        self.failed = failed
+        super().__init__("; ".join(f"rank {r}: {m}" for r, m in failed))
+
+    def lines(self) -> list[str]:
+        messages = {m for _, m in self.failed}
+        if len(messages) == 1:
+            (message,) = messages
+            ranks = ", ".join(str(r) for r, _ in self.failed)
+            return [f"{message} (on rank {ranks})" if len(self.failed) < distributed.size() else message]
+        return [f"{m} (on rank {r})" for r, m in self.failed]
+
+
+def _on_every_rank(step):
+    """step() here; in a data-parallel run every rank then learns whether it failed anywhere (a UserError or an
+    OSError, as one line), and all of them stop together (`_RanksFailed`) instead of waiting for the failed ones."""
+    if distributed.size() == 1:
+        return step()
+    value, problem = None, None
+    try:
+        value = step()
+    except UserError as exc:
+        problem = f"minicnn: error: {exc}"
+    except OSError as exc:
+        problem = _os_error_line(exc)
+    failed = distributed.check_in(problem)
+    if failed:
+        raise _RanksFailed(failed)
+    return value
+
+
 def cmd_train(args) -> int:
+    """Set up (each step checked on every rank of a data-parallel run, `_on_every_rank`), then `_train`."""
     from . import checkpoint, random
     from .errors import DataError
-    from .optim import Trainer
-    from .train import train_ch5
-    from .train_state import Diverged, Interrupted, TrainState
+    from .train_state import TrainState
 
-    resumed = _resume_point(args) if args.resume else None
-    if resumed is not None:
-        meta = resumed[0]
-        settings = dict(meta["settings"], epochs=args.epochs or meta["settings"]["epochs"])
-        seed, limit, data_dir = meta.get("seed"), meta.get("limit"), args.data_dir or meta.get("data_dir")
-        save_path = args.save or meta.get("save")
-    else:
-        settings = _settings(args)
-        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
-        limit, data_dir, save_path = args.limit, args.data_dir, args.save
-    ctx = _device(args)
-    if args.plot:
-        from .plot import require_matplotlib
+    ranks, root = distributed.size(), distributed.rank() == 0  # 1 and True without mpiexec
+    # What to run: the command line's settings, or the checkpoint's, read by rank 0 and sent to the others.
+    plan, params = _on_every_rank(lambda: _plan(args) if root else (None, None))
+    plan = distributed.same_on_all(plan)
+    settings, seed, limit, data_dir, save_path = (plan[k] for k in ("settings", "seed", "limit", "data_dir", "save"))
 
-        require_matplotlib()  # fail before training, not after it
+    def device_and_data():
+        if args.plot and root:
+            from .plot import require_matplotlib
+
+            require_matplotlib()  # fail before training, not after it
+        return _device(args), _load_data(args, data_dir)  # every rank reads the files on its own machine
+
+    ctx, data = _on_every_rank(device_and_data)
     random.seed(seed)
-    train_iter, test_iter = make_loaders(_load_data(args, data_dir), settings, ctx, seed, limit)
-    net = build_network(settings, ctx)
-    trainer = Trainer(net.collect_params(), "sgd", {"learning_rate": settings["lr"]})
-    state = None
-    if resumed is not None:
-        meta, params, opt = resumed
-        checkpoint.apply(args.resume, net, params)
-        trainer.load_state_dict(opt)
+    train_iter, test_iter = make_loaders(data, settings, ctx, seed, limit, shard=(distributed.rank(), ranks))
+
+    def network_and_state():
+        net = build_network(settings, ctx)
+        if plan["resumed"] is None:
+            return net, None
+        if root:
+            checkpoint.apply(args.resume, net, params)  # the Trainer below sends rank 0's parameters to all
         try:
-            state = TrainState.from_json(meta["train"], ctx)
+            state = TrainState.from_json(plan["resumed"]["train"], ctx)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{args.resume} has a damaged training state ({type(exc).__name__}: {exc})") from None
         if state.epoch > settings["epochs"]:
@@ -323,15 +378,38 @@ def cmd_train(args) -> int:
                 f"{args.resume} has finished all {state.epoch - 1} epochs; pass --epochs N (more than "
                 f"{state.epoch - 1}) to train further"
             )
-    print(
-        f"{settings['network']}: {settings['epochs']} epochs, batch {settings['batch_size']}, lr {settings['lr']}, "
+        return net, state
+
+    net, state = _on_every_rank(network_and_state)
+    with _one_fails_all_stop(ranks):
+        return _train(args, plan, net, state, train_iter, test_iter, ctx)
+
+
+def _train(args, plan, net, state, train_iter, test_iter, ctx) -> int:
+    """Train as `plan` says, from `state` (None: the beginning); the exit status."""
+    from . import checkpoint
+    from .optim import Trainer
+    from .train import train_ch5
+    from .train_state import Diverged, Interrupted, TrainState
+
+    ranks, root = distributed.size(), distributed.rank() == 0
+    say = print if root else (lambda *a, **k: None)  # only rank 0 speaks and writes files
+    settings, seed, limit, data_dir, save_path = (plan[k] for k in ("settings", "seed", "limit", "data_dir", "save"))
+    kvstore = "dist_sync" if ranks > 1 else "device"
+    trainer = Trainer(net.collect_params(), "sgd", {"learning_rate": settings["lr"]}, kvstore=kvstore)
+    if plan["opt"] is not None:
+        trainer.load_state_dict(plan["opt"])
+    bs = settings["batch_size"]
+    say(
+        f"{settings['network']}: {settings['epochs']} epochs, batch {bs}, lr {settings['lr']}, "
         f"resize {settings['resize'] or 28}, {train_iter.num_samples} train / {test_iter.num_samples} test images, "
         f"seed {seed}"
+        + (f"; {ranks} processes, {_per_rank(bs, ranks)} images each per batch" if ranks > 1 else "")
         + (f"; resuming {args.resume} at epoch {state.epoch} after batch {state.batch}" if state else ""),
         flush=True,
     )
     # A resumed run appends to its log, so one file holds the whole run.
-    log_file = open(args.log, "a" if state else "w") if args.log else None  # noqa: SIM115 - closed below
+    log_file = open(args.log, "a" if state else "w") if args.log and root else None  # noqa: SIM115 - closed below
     results = list(state.results) if state else []
     saved_epochs = []  # epochs whose end this run wrote to save_path
 
@@ -346,7 +424,7 @@ def cmd_train(args) -> int:
             }  # fmt: skip
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
-        if args.plot:
+        if args.plot and root:
             from .plot import training_curves
 
             training_curves(results, args.plot, title=f"{settings['network']} on Fashion-MNIST")
@@ -361,26 +439,30 @@ def cmd_train(args) -> int:
 
     def on_state(st: TrainState) -> None:
         # After every good epoch, so a later divergence or crash leaves the last good epoch on disk.
-        if save_path:
+        if save_path and root:
             checkpoint.save(save_path, net, meta_for(st), trainer)
+        if save_path:
             saved_epochs.append(st.epoch - 1)
 
     try:
-        with _StopOnCtrlC() as stop:
+        with _StopOnCtrlC() as ctrl_c:
+            stop = ctrl_c if ranks == 1 else (lambda: distributed.any_rank(ctrl_c()))  # all ranks stop together
             train_ch5(
-                net, train_iter, test_iter, settings["batch_size"], trainer, ctx, settings["epochs"],
-                progress=args.progress, log=lambda line: print(line, flush=True), on_epoch=on_epoch,
-                state=state, stop=stop, on_state=on_state,
+                net, train_iter, test_iter, bs, trainer, ctx, settings["epochs"],
+                progress=args.progress if root else False, log=lambda line: say(line, flush=True),
+                on_epoch=on_epoch, state=state, stop=stop, on_state=on_state,
             )  # fmt: skip
     except Interrupted as exc:
         st = exc.state
         path = save_path or f"minicnn-{settings['network']}-interrupted.npz"
-        checkpoint.save(path, net, meta_for(st), trainer)
-        print(
-            f"minicnn: interrupted in epoch {st.epoch} after batch {st.batch}; saved the training state to {path}; "
-            f"continue with: python -m minicnn train {settings['network']} --resume {path}",
-            file=sys.stderr,
-        )
+        if root:
+            checkpoint.save(path, net, meta_for(st), trainer)
+            print(
+                f"minicnn: interrupted in epoch {st.epoch} after batch {st.batch}; saved the training state to "
+                f"{path}; continue with: {_command(ranks)} train {settings['network']} --resume {path}",
+                file=sys.stderr,
+            )
+        distributed.barrier()  # every rank exits once the checkpoint is on disk
         return 130
     except Diverged as exc:
         if saved_epochs:
@@ -389,18 +471,30 @@ def cmd_train(args) -> int:
             kept = f"{save_path} was not written"
         else:
             kept = "nothing was saved"
-        print(
-            f"minicnn: training diverged: {exc}; {kept}; "
-            f"try a smaller learning rate (e.g. --lr {settings['lr'] / 10:g})",
-            file=sys.stderr,
-        )
+        if root:
+            print(
+                f"minicnn: training diverged: {exc}; {kept}; "
+                f"try a smaller learning rate (e.g. --lr {settings['lr'] / 10:g})",
+                file=sys.stderr,
+            )
         return 1
     finally:
         if log_file:
             log_file.close()
     if save_path:
-        print(f"saved {save_path}")
+        say(f"saved {save_path}")
+    distributed.barrier()
     return 0
+
+
+def _per_rank(batch: int, ranks: int) -> str:
+    low, high = batch // ranks, -(-batch // ranks)
+    return str(low) if low == high else f"{low} or {high}"
+
+
+def _command(ranks: int) -> str:
+    """How to run minicnn again the same way: `python -m minicnn`, under mpiexec for a data-parallel run."""
+    return "python -m minicnn" if ranks == 1 else f"mpiexec -n {ranks} python -m minicnn"
 
 
 def cmd_eval(args) -> int:
@@ -508,23 +602,55 @@ COMMANDS = {
 }  # fmt: skip
 
 
+def _os_error_line(exc: OSError) -> str:
+    """A path given on the command line cannot be written or read (--save, --log, --out, ...), as one line."""
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return f"minicnn: error: {exc.strerror or exc}{where}; check the path and its permissions"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status. Under mpiexec, `train` trains data-parallel (distributed.py), and an error
+    that every process meets is reported once, by rank 0."""
     args = build_parser().parse_args(argv)
     if args.textbook:
         tuning.undo()  # no process tuning either (MINICNN_TEXTBOOK=1 at start-up never applies it)
+    speak = distributed.launcher_rank() == 0
     try:
+        if args.command != "train" and distributed.size() > 1:
+            raise UserError(f"only train runs on several processes; run {args.command} without mpiexec")
         with config.textbook(True) if args.textbook else contextlib.nullcontext():
             return COMMANDS[args.command](args)
+    except _RanksFailed as exc:
+        lines, code = exc.lines(), 2
     except UserError as exc:
-        print(f"minicnn: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path given on the command line cannot be written or read (--save, --log, --out, ...)
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"minicnn: error: {exc.strerror or exc}{where}; check the path and its permissions", file=sys.stderr)
-        return 2
+        lines, code = [f"minicnn: error: {exc}"], 2
+    except OSError as exc:
+        lines, code = [_os_error_line(exc)], 2
     except KeyboardInterrupt:
-        print("minicnn: interrupted", file=sys.stderr)
-        return 130
+        lines, code = ["minicnn: interrupted"], 130
+    for line in lines if speak else ():
+        print(line, file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _one_fails_all_stop(ranks: int):
+    """In a data-parallel run, an error in one process once training has begun (bad data on its shard, out of
+    memory, a second Ctrl-C) ends every process, with one line naming the rank, instead of leaving the others
+    waiting in a reduction for ever. (A process killed outright is reported by mpiexec itself.)"""
+    if ranks == 1:
+        yield
+        return
+    try:
+        yield
+    except UserError as exc:
+        distributed.abort(f"error: {exc}", 2)
+    except OSError as exc:
+        distributed.abort(_os_error_line(exc).removeprefix("minicnn: "), 2)
+    except KeyboardInterrupt:
+        distributed.abort("interrupted", 130)
+    except Exception as exc:
+        distributed.abort(f"{type(exc).__name__}: {exc}", 1)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,26 @@
 With g = grad / batch_size (rescale_grad) + wd * w:
     momentum == 0:  w <- w - lr * g
     momentum  > 0:  v <- momentum * v - lr * g;  w <- w + v
+
+`kvstore='dist_sync'` (Gluon's name): data-parallel training over MPI (distributed.py). The parameters start as
+rank 0's, and `step(batch_size)` first sums every gradient over the ranks (`allreduce_grads`), then updates
+(`update`); pass the global batch size, the rows of all ranks together, and every rank takes the step one
+process would take on the whole batch. Outside mpiexec it is the same as the default.
 """
 
 from __future__ import annotations
 
+from . import distributed
 from .fast import cpu_sgd, dispatch
 from .nn.parameter import Parameter, ParameterDict
 
+KVSTORES = ("device", "local", "dist_sync")
+
 
 class Trainer:
-    def __init__(self, params, optimizer: str = "sgd", optimizer_params: dict | None = None):
+    def __init__(
+        self, params, optimizer: str = "sgd", optimizer_params: dict | None = None, kvstore: str | None = "device"
+    ):
         if optimizer.lower() != "sgd":
             raise ValueError(f"Trainer: unknown optimizer {optimizer!r}; minicnn implements 'sgd'")
         opts = dict(optimizer_params or {})
@@ -25,12 +35,42 @@ class Trainer:
             params = list(params.values())
         self.params: list[Parameter] = list(params)
         self.states: dict[str, object] = {}  # momentum buffers by parameter name
+        if kvstore is not None and kvstore not in KVSTORES:
+            raise ValueError(
+                f"Trainer: unknown kvstore {kvstore!r}; minicnn has 'device' (one process) and 'dist_sync' "
+                "(synchronous data-parallel training over MPI)"
+            )
+        self.distributed = kvstore == "dist_sync" and distributed.size() > 1
+        self._shared: set[str] = set()  # parameters already made equal to rank 0's
+        self._share_initialized()
+
+    def _share_initialized(self) -> None:
+        """Give every rank rank 0's values of the parameters initialised since the last call (deferred ones are
+        drawn at the first forward pass; every rank draws the same values from the same seed, so their first
+        gradients agree before these are sent)."""
+        if not self.distributed:
+            return
+        ready = [p for p in self.params if p.initialized and p.name not in self._shared]
+        distributed.broadcast([p.data().data for p in ready])
+        self._shared.update(p.name for p in ready)
 
     def set_learning_rate(self, lr: float) -> None:
         self.learning_rate = float(lr)
 
     def step(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
-        """One SGD update of every parameter, gradients divided by batch_size."""
+        """One SGD update of every parameter, gradients divided by batch_size (with kvstore='dist_sync': the
+        gradients summed over the ranks first, and batch_size the global batch's)."""
+        self.allreduce_grads()
+        self.update(batch_size)
+
+    def allreduce_grads(self) -> None:
+        """With kvstore='dist_sync': replace every gradient by its sum over the ranks; otherwise nothing."""
+        if self.distributed:
+            self._share_initialized()
+            distributed.allreduce([p.data().grad.data for p in self.params])
+
+    def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
+        """The SGD update of every parameter with the gradients as they are, divided by batch_size."""
         if batch_size <= 0:
             raise ValueError(f"Trainer.step: batch_size must be positive, got {batch_size}")
         rescale = 1.0 / batch_size

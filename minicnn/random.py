@@ -5,6 +5,10 @@ Each backend gets its own generator for dropout masks, derived from the seed, so
 interleave. Each parameter draws its initial values from a stream of its own, keyed by its name (and by how many
 times that name was drawn since the seed), so a network's weights do not depend on the order in which its layers
 first run: a deferred shape is fixed by the first forward pass, whatever else that pass draws.
+
+In data-parallel training (distributed.py) each process holds some rows of a global batch; its loader says which
+(`set_batch_rows`), and dropout then draws the masks of the whole global batch, as one process would, and keeps
+those rows: every process draws the same numbers, and together they use the masks one process would use.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 _seed: int | None = None
 _generators: dict[str, object] = {}
 _draws: dict[str, int] = {}  # parameter name -> how many times it was initialised since seed()
+_batch_rows: tuple[int, int, int] | None = None  # (lo, hi, n): the batch in hand is rows lo:hi of a batch of n
 
 
 def seed(value: int | None) -> None:
@@ -53,6 +58,18 @@ def generator(backend_name: str = "cpu"):
 def host_generator() -> np.random.Generator:
     """The CPU generator (dropout masks on the CPU; `nd.random`), whatever the device."""
     return generator("cpu")
+
+
+def set_batch_rows(rows: tuple[int, int, int] | None) -> None:
+    """Say that the batch in hand is rows lo:hi of a global batch of n rows, `rows` = (lo, hi, n); None: it is the
+    whole batch (one process). Set by a sharded DataLoader before each batch it yields."""
+    global _batch_rows
+    _batch_rows = rows
+
+
+def batch_rows() -> tuple[int, int, int] | None:
+    """(lo, hi, n) as `set_batch_rows` last said, or None."""
+    return _batch_rows
 
 
 def get_state() -> dict:

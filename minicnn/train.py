@@ -3,13 +3,15 @@
 Per batch: forward under `autograd.record()`, the loss summed over the batch, `backward()`, then
 `trainer.step(batch_size)` with the nominal batch size (so the last, smaller batch is divided by it too, as in the
 chapter). What a run keeps track of besides (progress bar, NaN check, Ctrl-C, resuming) is in `train_state.py`.
+The same loop trains data-parallel over MPI (distributed.py) when the loaders are sharded and the trainer has
+kvstore='dist_sync': it then sees only this process's rows of each batch, and `batch_size` stays the global one.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import autograd
+from . import autograd, distributed
 from .autograd import NDArray
 from .loss import SoftmaxCrossEntropyLoss
 from .train_state import EpochResult, Run, TrainState, compile_kernels
@@ -30,7 +32,9 @@ def evaluate_accuracy(data_iter, net, ctx) -> float:
             X, y = _on(X, y, ctx)
             acc_sum = acc_sum + (net(X).data.argmax(axis=1) == y.data).sum()
             n += y.size
-    return float(acc_sum) / max(n, 1)
+    if getattr(data_iter, "shard", (0, 1))[1] > 1:  # each rank saw its rows of every batch (distributed.py)
+        acc_sum, n = distributed.sum_over_ranks(acc_sum, n)
+    return float(acc_sum) / max(int(n), 1)
 
 
 def train_ch5(

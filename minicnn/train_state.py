@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import backend, random
+from . import backend, distributed, random
 
 
 @dataclass
@@ -80,6 +80,9 @@ def compiling_notice(stream=None, after: float = 1.0):
     """Say "compiling kernels (first run only)" on stderr if the block takes longer than `after` seconds: numba
     compiles each CPU kernel the first time it runs, then keeps it on disk."""
     stream = stream or sys.stderr
+    if distributed.rank() != 0:  # one notice for all the processes of a data-parallel run
+        yield
+        return
     timer = threading.Timer(after, lambda: print("compiling kernels (first run only) ...", file=stream, flush=True))
     timer.daemon = True
     timer.start()
@@ -305,9 +308,14 @@ class Run:
         self.watch.check()
 
     def add(self, l, y_hat, y) -> None:
-        """Count one step: its summed loss `l` (NaN or infinite: `Diverged`), predictions and labels (NDArrays)."""
-        self.watch.add(self.cur.batch + 1, l.data)
-        self.cur.add(l.data, (y_hat.data.argmax(axis=1) == y.data).sum(), y.size)
+        """Count one step: its summed loss `l` (NaN or infinite: `Diverged`), predictions and labels (NDArrays).
+        With a sharded loader (distributed.py) these are this rank's rows: the sums of all ranks are counted."""
+        l, correct, size = l.data, (y_hat.data.argmax(axis=1) == y.data).sum(), y.size
+        if getattr(self.train_iter, "shard", (0, 1))[1] > 1:
+            l, correct = distributed.sum_over_ranks(l, correct)
+            size = random.batch_rows()[2]  # the rows of the whole global batch
+        self.watch.add(self.cur.batch + 1, l)
+        self.cur.add(l, correct, size)
 
     def end_epoch(self, test_acc: float) -> EpochResult:
         """The finished epoch's result (its sums read from the device now); then `on_state` and the stop request."""

@@ -5,6 +5,7 @@ The layers, lowest first (a module may import its own layer or a lower one):
     errors, config, backend.shapes           what everything shares
     backend, device, random, init, data      devices and their kernels; the dataset
     fast                                     the fast paths (CPU kernels, dispatch rules, process tuning)
+    distributed                              data-parallel training's collectives (MPI, NCCL)
     autograd                                 NDArray, Function, backward
     ops                                      the textbook Functions
     nn, loss, optim                          Gluon-like layers, loss, Trainer
@@ -25,6 +26,7 @@ LAYERS = [
     ("minicnn.errors", "minicnn.config", "minicnn.backend.shapes"),
     ("minicnn.backend", "minicnn.device", "minicnn.random", "minicnn.init", "minicnn.data"),
     ("minicnn.fast",),
+    ("minicnn.distributed", "minicnn.distributed_nccl"),
     ("minicnn.autograd",),
     ("minicnn.ops",),
     ("minicnn.nn", "minicnn.loss", "minicnn.optim"),

@@ -201,7 +201,7 @@ def device_id_of(a) -> int:
     return int(a.device.id)
 
 
-def _device_count() -> int:
+def device_count() -> int:
     try:
         return int(cupy.cuda.runtime.getDeviceCount())
     except (RuntimeError, OSError) as exc:  # CUDARuntimeError is a RuntimeError: no driver, no device, ...
@@ -210,7 +210,7 @@ def _device_count() -> int:
 
 def check_device() -> None:
     """Raise a one-line DeviceError unless a CUDA device works and the kernels compile for it."""
-    if _device_count() == 0:
+    if device_count() == 0:
         raise DeviceError("no CUDA device: the CUDA driver reports 0 devices")
     try:
         _kernel(KERNELS[0], np.dtype(np.float32))  # compiles the whole module (a few seconds the first time)
@@ -220,7 +220,7 @@ def check_device() -> None:
 
 def use_device(device_id: int) -> None:
     """Make gpu(device_id) the current device for new arrays and kernel launches."""
-    count = _device_count()
+    count = device_count()
     if not 0 <= device_id < count:
         raise DeviceError(f"no CUDA device gpu({device_id}): this machine has {count} (gpu(0) to gpu({count - 1}))")
     cupy.cuda.Device(device_id).use()

@@ -17,27 +17,27 @@ from minicnn.data.loader import DataLoader
 from minicnn.data.transforms import Compose, Resize, ToTensor
 
 
-def loaders(data, batch_size: int, resize=None, ctx=None, seed=None, limit=None, dtype="float32"):
+def loaders(data, batch_size: int, resize=None, ctx=None, seed=None, limit=None, dtype="float32", shard=(0, 1)):
     """(train_iter, test_iter) over Fashion-MNIST arrays already read, `data` = (train_x, train_y, test_x, test_y),
-    moved to `ctx` once; resizing happens per batch. `limit`: only the first N images of each set."""
+    moved to `ctx` once; resizing happens per batch. `limit`: only the first N images of each set. `shard`:
+    (rank, ranks) of a data-parallel run, whose loaders give each process its rows of every batch."""
     from minicnn.device import cpu
 
     train_x, train_y, test_x, test_y = data
     be = (ctx or cpu()).backend
     transform = Compose(([Resize(resize)] if resize else []) + [ToTensor(dtype)])
-    train_iter = DataLoader(
-        be.asarray(train_x), be.asarray(train_y), batch_size, shuffle=True, seed=seed, transform=transform, limit=limit
-    )
-    test_iter = DataLoader(be.asarray(test_x), be.asarray(test_y), batch_size, transform=transform, limit=limit)
+    common = {"transform": transform, "limit": limit, "shard": shard}
+    train_iter = DataLoader(be.asarray(train_x), be.asarray(train_y), batch_size, shuffle=True, seed=seed, **common)
+    test_iter = DataLoader(be.asarray(test_x), be.asarray(test_y), batch_size, **common)
     return train_iter, test_iter
 
 
 def load_data_fashion_mnist(
-    batch_size: int, resize=None, *, data_dir=None, ctx=None, seed=None, limit=None, dtype="float32"
+    batch_size: int, resize=None, *, data_dir=None, ctx=None, seed=None, limit=None, dtype="float32", shard=(0, 1)
 ):
     """The chapter's `d2l.load_data_fashion_mnist`: (train_iter, test_iter) of Fashion-MNIST in batches of
     `batch_size`, images resized to `resize` (an int side or (H, W); None keeps 28x28). The files are found as
     docs/data.md says (`data_dir` or $MINICNN_DATA, else the default places; downloaded where allowed)."""
     download = os.environ.get("MINICNN_OFFLINE") != "1"
     data = load_fashion_mnist(data_dir, download=download)
-    return loaders(data, batch_size, resize, ctx, seed, limit, dtype)
+    return loaders(data, batch_size, resize, ctx, seed, limit, dtype, shard)

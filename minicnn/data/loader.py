@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from minicnn import random
 from minicnn.data.transforms import array_module, to_tensor
 from minicnn.errors import ShapeError
 
@@ -22,6 +23,10 @@ class DataLoader:
     Only the first `limit` samples are used when `limit` is given. With `shuffle`, every `iter()` draws a
     new permutation from one `np.random.default_rng(seed)`, so the same seed gives the same epoch orders.
     The last, smaller batch is kept: `len(loader) = ceil(num_samples / batch_size)`.
+
+    `shard=(r, n)`: data-parallel training over n processes (distributed.py), this one rank r. Every process draws
+    the same orders and walks through the same global batches, but gathers and transforms only its rows of each:
+    rows b*r//n up to b*(r+1)//n of a batch of b (`num_samples` and `len` still count the global batches).
     """
 
     def __init__(
@@ -33,6 +38,7 @@ class DataLoader:
         seed: int | None = None,
         transform: Callable[[Any], Any] | None = None,
         limit: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if images.ndim != 3:
             raise ShapeError(f"DataLoader expects images of shape (N, H, W), got {tuple(images.shape)}")
@@ -44,6 +50,8 @@ class DataLoader:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 0):
             raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+        if not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+            raise ValueError(f"shard must be (rank, ranks) with 0 <= rank < ranks, got {shard!r}")
         self.xp = array_module(images)
         self.images = images
         self.labels = self.xp.asarray(labels)
@@ -52,6 +60,7 @@ class DataLoader:
         self.transform = transform if transform is not None else to_tensor
         self.num_samples = images.shape[0] if limit is None else min(int(limit), images.shape[0])
         self._rng = np.random.default_rng(seed)
+        self.shard = (int(shard[0]), int(shard[1]))
 
     def __len__(self) -> int:
         return (self.num_samples + self.batch_size - 1) // self.batch_size
@@ -78,16 +87,25 @@ class DataLoader:
         self._rng.bit_generator.state = state
 
     def _batches(self, order: np.ndarray | None, first: int = 0) -> Iterator[tuple[Any, Any]]:
-        for start in range(first, self.num_samples, self.batch_size):
-            stop = min(start + self.batch_size, self.num_samples)
-            if order is None:
-                index: Any = slice(start, stop)  # a view, no copy
-            else:
-                index = order[start:stop] if self.xp is np else self.xp.asarray(order[start:stop])
-            yield self.transform(self.images[index]), self.labels[index]
+        r, ranks = self.shard
+        try:
+            for start in range(first, self.num_samples, self.batch_size):
+                b = min(self.batch_size, self.num_samples - start)  # the global batch's rows
+                lo, hi = b * r // ranks, b * (r + 1) // ranks  # this process's rows of it: all of them in one
+                if order is None:
+                    index: Any = slice(start + lo, start + hi)  # a view, no copy
+                else:
+                    rows = order[start + lo : start + hi]
+                    index = rows if self.xp is np else self.xp.asarray(rows)
+                if ranks > 1:  # dropout draws the masks of the whole global batch and keeps these rows
+                    random.set_batch_rows((lo, hi, b))
+                yield self.transform(self.images[index]), self.labels[index]
+        finally:
+            if ranks > 1:
+                random.set_batch_rows(None)
 
     def __repr__(self) -> str:
         return (
             f"DataLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, "
-            f"shuffle={self.shuffle}, batches={len(self)})"
+            f"shuffle={self.shuffle}, batches={len(self)}" + (f", shard={self.shard})" if self.shard[1] > 1 else ")")
         )

@@ -94,6 +94,39 @@ def state() -> dict:
     }
 
 
+def share_cores(processes: int) -> int:
+    """Give this process its share of the cores it may run on when `processes` processes share them (data-parallel
+    ranks on one machine): that many threads for OpenBLAS and numba, at least one, so that the processes do not
+    fight over the cores (oversubscribed, a GEMM's spinning threads wait for each other: docs/performance.md).
+    Called by distributed.world() in every mode; OPENBLAS_NUM_THREADS / NUMBA_NUM_THREADS set by the user win.
+    Returns the thread count."""
+    threads = max(1, len(os.sched_getaffinity(0)) // max(1, processes))
+    if "OPENBLAS_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
+        for lib in _openblas_libraries():
+            set_threads = _openblas_function(lib, "set_num_threads")
+            if set_threads is not None:
+                set_threads(ctypes.c_int(threads))
+    if "NUMBA_NUM_THREADS" not in os.environ:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return threads
+
+
+def blas_threads() -> list[int]:
+    """The thread count of each loaded OpenBLAS."""
+    functions = (_openblas_function(lib, "get_num_threads") for lib in _openblas_libraries())
+    return [int(get()) for get in functions if get is not None]
+
+
+def _openblas_function(lib, stem: str):
+    """OpenBLAS's `openblas_<stem>` under the names builds give it (NumPy 2's wheels: scipy_openblas_<stem>64_)."""
+    for name in (f"openblas_{stem}", f"openblas_{stem}64_", f"scipy_openblas_{stem}64_"):
+        if hasattr(lib, name):
+            return getattr(lib, name)
+    return None
+
+
 def _numba_priority():
     numba = sys.modules.get("numba")
     return list(numba.config.THREADING_LAYER_PRIORITY) if numba is not None else None

@@ -1,5 +1,7 @@
 """Differentiable operations: each is a Function with its forward and backward side by side."""
 
+import math
+
 from .activation import ReLU, Sigmoid, relu, sigmoid
 from .concat import Concat, concat
 from .conv import Conv2D, conv2d
@@ -11,7 +13,7 @@ from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D, avg_pool2d, global_a
 
 def flatten(x):
     """(N, ...) -> (N, prod(...))."""
-    return x.reshape(x.shape[0], -1)
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: an empty batch has no -1
 
 
 __all__ = [

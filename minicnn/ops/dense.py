@@ -7,6 +7,8 @@ An activation can be fused as in Conv2D: applied to y in place, undone in backwa
 
 from __future__ import annotations
 
+import math
+
 from ..autograd import Function
 from ..errors import ShapeError
 from . import activation
@@ -18,7 +20,7 @@ class Dense(Function):
         self.act = activation.check_activation(act)
 
     def forward(self, x, w, b=None):
-        x2 = x.reshape(x.shape[0], -1)
+        x2 = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1, which an empty batch cannot resolve
         if w.ndim != 2 or x2.shape[1] != w.shape[1]:
             raise ShapeError(
                 f"{self.name}: input {tuple(x.shape)} flattens to {x2.shape[1]} features but the weight "

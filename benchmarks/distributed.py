@@ -1,0 +1,210 @@
+"""Data-parallel training on one machine: 1 process with 2 threads against 2 processes (mpiexec) with 1 thread each.
+
+    ./dev python benchmarks/distributed.py [--networks lenet,alexnet,...] [--steps 3] [--json PATH]
+
+For each network at the chapter's input size and global batch (VGG-11: the book's trained variant, channels / 4),
+both set-ups run the same training step on one fixed batch of random images: forward and backward over the
+process's rows (compute), a barrier (wait: the time one rank waits for the slower one), the gradients summed over
+the ranks (`trainer.allreduce_grads()`, communication) and the SGD update (compute). Reported per set-up: the
+median of --steps timed steps after one warm-up step, split into those parts, and the bytes of gradient each
+rank sends into the Allreduce per step. A second part measures MPI's Allreduce on this machine for message sizes
+from 4 KiB to 64 MiB (the link of the cost model in docs/distributed.md, here shared memory), and a third
+prints what that cost model predicts for N = 2 to 64 machines like this one on 10, 25 and 100 Gbit/s Ethernet,
+from the measured one-process compute time, next to what it predicts and what was measured for two processes here.
+
+The workers are this file run under mpiexec (`--worker NET` / `--probe`); they print one JSON line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from networks import cpu_model  # noqa: E402 - a sibling script, not a package
+
+
+def cpu() -> str:
+    return f"{cpu_model()}, {os.cpu_count()} cores"
+
+
+MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
+# name -> (registry network, builder options, input side, global batch, learning rate)
+CASES = {
+    "lenet": ("lenet", {}, 28, 256, 0.9),
+    "alexnet": ("alexnet", {}, 224, 128, 0.01),
+    "vgg11-div4": ("vgg11", {"width_divisor": 4}, 224, 128, 0.05),
+    "nin": ("nin", {}, 224, 128, 0.1),
+    "googlenet": ("googlenet", {}, 96, 128, 0.1),
+}
+SETUPS = ((1, 2), (2, 1))  # (processes, threads each)
+LINKS_GBIT = (10, 25, 100)
+MACHINES = (2, 4, 8, 16, 32, 64)
+LATENCY_S = 20e-6  # one message's start-up over TCP on Ethernet, per ring step (the alpha of the alpha-beta model)
+
+
+# ---- the workers, run under mpiexec --------------------------------------------------------------------------------
+def worker(name: str, steps: int) -> None:
+    import numpy as np
+
+    import minicnn as mc
+    from minicnn import autograd, distributed, random
+    from minicnn.cli import build_network
+    from minicnn.loss import SoftmaxCrossEntropyLoss
+    from minicnn.profile import random_batch
+
+    network, options, side, batch, lr = CASES[name]
+    settings = {"network": network, "options": options, "resize": side, "dtype": "float32"}
+    random.seed(0)
+    net = build_network(settings, mc.cpu())
+    trainer = mc.Trainer(net.collect_params(), "sgd", {"learning_rate": lr}, kvstore="dist_sync")
+    X, y = random_batch(batch, side, "float32", mc.cpu())
+    lo, hi = distributed.shard(batch)
+    X, y = mc.NDArray(X.data[lo:hi]), mc.NDArray(y.data[lo:hi])
+    loss = SoftmaxCrossEntropyLoss()
+    parts = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        with autograd.record():
+            l = loss(net(X), y).sum()
+        l.backward()
+        t1 = time.perf_counter()
+        distributed.barrier()
+        t2 = time.perf_counter()
+        trainer.allreduce_grads()
+        t3 = time.perf_counter()
+        trainer.update(batch)
+        t4 = time.perf_counter()
+        parts.append((t1 - t0 + t4 - t3, t2 - t1, t3 - t2, t4 - t0))
+    timed = parts[1:]
+    median = [statistics.median(p[i] for p in timed) for i in range(4)]
+    grad_bytes = sum(p.data().grad.data.nbytes for p in net.collect_params().values())
+    per_rank = distributed.world().gather(median, root=0) if distributed.size() > 1 else [median]
+    if distributed.rank() == 0:
+        compute, wait, comm, step = (max(r[i] for r in per_rank) for i in range(4))
+        print(json.dumps({
+            "network": name, "processes": distributed.size(), "rows_per_process": hi - lo, "compute_s": compute,
+            "wait_s": wait, "allreduce_s": comm, "step_s": step, "grad_bytes": grad_bytes,
+            "params": int(sum(p.data().data.size for p in net.collect_params().values())),
+            "dtype": str(np.dtype("float32")),
+        }))  # fmt: skip
+
+
+def probe() -> None:
+    """Allreduce of 4 KiB to 64 MiB between the ranks: median seconds of 9 after a warm-up."""
+    import numpy as np
+
+    from minicnn import distributed
+
+    rows = []
+    for nbytes in (4 << 10, 256 << 10, 4 << 20, 16 << 20, 64 << 20):
+        buf = np.ones(nbytes // 4, np.float32)
+        times = []
+        for _ in range(10):
+            distributed.barrier()
+            t = time.perf_counter()
+            distributed.allreduce([buf])
+            times.append(time.perf_counter() - t)
+        rows.append({"bytes": nbytes, "seconds": statistics.median(times[1:])})
+    if distributed.rank() == 0:
+        print(json.dumps({"probe": rows, "processes": distributed.size()}))
+
+
+# ---- the driver ---------------------------------------------------------------------------------------------------
+def run(processes: int, threads: int, args: list[str]) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[var] = str(threads)
+    cmd = [MPIEXEC, "-n", str(processes), sys.executable, str(Path(__file__).resolve()), *args]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"distributed.py: {' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ring_seconds(grad_bytes: int, machines: int, gbit: float, latency: float = LATENCY_S) -> float:
+    """Ring Allreduce: 2(N-1) steps, each moving 1/N of the gradient over every link at once."""
+    return 2 * (machines - 1) / machines * grad_bytes / (gbit * 1e9 / 8) + 2 * (machines - 1) * latency
+
+
+def predict(one: dict, machines: int, gbit: float) -> tuple[float, float]:
+    """(step seconds, efficiency) of `machines` machines like this one, global batch fixed: each computes
+    1/N of the batch (compute taken as proportional to rows) and then reduces the whole gradient."""
+    step = one["compute_s"] / machines + ring_seconds(one["grad_bytes"], machines, gbit)
+    return step, one["step_s"] / (machines * step)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--networks", default=",".join(CASES))
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--json", metavar="PATH", help="also write every measurement to PATH")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args.worker, args.steps)
+    if args.probe:
+        return probe()
+
+    names = [n.strip() for n in args.networks.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        sys.exit(f"distributed.py: unknown network {unknown[0]!r}; choose from {', '.join(CASES)}")
+    print(f"CPU: {cpu()}; float32; median of {args.steps} steps after 1 warm-up step\n")
+    results = {n: {s: run(*s, ["--worker", n, "--steps", str(args.steps)]) for s in SETUPS} for n in names}
+    link = run(2, 1, ["--probe"])
+    print("| network | params | gradient bytes per step | 1 process x 2 threads: step | 2 processes x 1 thread: "
+          "step = compute + wait + allreduce | speed-up |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    for n in names:
+        one, two = results[n][(1, 2)], results[n][(2, 1)]
+        ms = {k: v * 1e3 for k, v in two.items() if k.endswith("_s")}
+        print(
+            f"| {n} | {one['params'] / 1e6:.2f} M | {one['grad_bytes'] / 2**20:.1f} MiB | "
+            f"{one['step_s'] * 1e3:.0f} ms | {ms['step_s']:.0f} = {ms['compute_s']:.0f} + {ms['wait_s']:.0f} + "
+            f"{ms['allreduce_s']:.1f} ms | {one['step_s'] / two['step_s']:.2f}x |"
+        )
+    print("\nMPI Allreduce between the 2 processes on this machine (shared memory):")
+    for row in link["probe"]:
+        rate = row["bytes"] / row["seconds"] / 1e9
+        print(f"  {row['bytes'] / 1024:8.0f} KiB: {row['seconds'] * 1e3:7.3f} ms, {rate:5.2f} GB/s")
+    big = link["probe"][-1]
+    shm_gbit = big["bytes"] / big["seconds"] * 8 / 1e9 / (2 * (2 - 1) / 2)  # the ring formula solved for bandwidth
+
+    print(
+        "\nPredicted efficiency (one process's step time / (N x step time)), global batch fixed, for N machines like "
+        f"this one; ring Allreduce with {LATENCY_S * 1e6:.0f} us per message; compute taken as linear in rows:"
+    )
+    header = " | ".join(f"N={m}" for m in MACHINES)
+    for gbit in LINKS_GBIT:
+        print(f"\n{gbit} Gbit/s | {header}\n|---|" + "---:|" * len(MACHINES))
+        for n in names:
+            cells = " | ".join(f"{predict(results[n][(1, 2)], m, gbit)[1]:.0%}" for m in MACHINES)
+            print(f"| {n} | {cells} |")
+    print(
+        f"\nCheck on this machine: two processes sharing its {os.cpu_count()} cores, link = the shared-memory "
+        f"Allreduce above ({shm_gbit:.0f} Gbit/s at 64 MiB); predicted allreduce time = ring formula, latency 0:"
+    )
+    print("| network | predicted allreduce | measured allreduce | measured compute (2 x 1 thread) |")
+    print("|---|---:|---:|---:|")
+    for n in names:
+        two = results[n][(2, 1)]
+        predicted = ring_seconds(two["grad_bytes"], 2, shm_gbit, latency=0)
+        print(
+            f"| {n} | {predicted * 1e3:.1f} ms | {two['allreduce_s'] * 1e3:.1f} ms | {two['compute_s'] * 1e3:.0f} ms |"
+        )
+    if args.json:
+        flat = [r for n in names for r in results[n].values()]
+        Path(args.json).write_text(json.dumps({"cpu": cpu(), "runs": flat, "link": link}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

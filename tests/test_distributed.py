@@ -1,0 +1,345 @@
+"""Data-parallel training over MPI (minicnn/distributed.py): N processes train as one process would.
+
+The multi-process tests start `mpiexec -n 2` (MPICH from PyPI, in the test environment) on the tiny synthetic
+Fashion-MNIST of conftest, in float64, and compare with one process: the parameters agree to 1e-12 of each
+parameter's largest value (they differ only in the order of additions), and an interrupted and resumed run is
+bit-identical to an uninterrupted one of the same number of processes. The rest runs in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import ROOT, cli_env
+
+import minicnn as mc
+from minicnn import autograd, checkpoint, distributed, ops
+from minicnn import random as mc_random
+from minicnn.data import DataLoader
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+try:
+    import mpi4py  # noqa: F401
+
+    HAVE_MPI = MPIEXEC is not None
+except ImportError:
+    HAVE_MPI = False
+needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpi4py and mpiexec are not installed (pip install 'minicnn[mpi]')")
+
+# float64 LeNet on 45 images in batches of 11: 4 batches split 5 + 6, then a last batch of 1 image that rank 0 has
+# no row of; 2 epochs.
+UNEVEN = ("--limit", "45", "--batch-size", "11", "--epochs", "2", "--seed", "4", "--dtype", "float64", "--no-progress")
+
+
+def mpirun(n: int, *args, env: dict | None = None, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
+    """`mpiexec -n n python -m minicnn *args`; `args` may hold ':'-separated sections for other ranks."""
+    return subprocess.run(
+        [MPIEXEC, "-n", str(n), sys.executable, "-m", "minicnn", *map(str, args)],
+        cwd=ROOT, env=cli_env(**(env or {})), capture_output=True, text=True, timeout=timeout, check=False, **popen,
+    )  # fmt: skip
+
+
+def problems(stderr: str) -> list[str]:
+    """stderr without the synthetic data's warnings and the compiling notice (a busy machine can take a second)."""
+    ignored = ("minicnn: warning:", "compiling kernels")
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(ignored)]
+
+
+def epoch_lines(stdout: str) -> list[str]:
+    return re.findall(r"epoch \d+, loss [^,]+, train acc [^,]+, test acc [\d.]+", stdout)
+
+
+def assert_close_to_one_process(one: dict, many: dict, rel: float = 1e-12) -> None:
+    assert list(one) == list(many)
+    for name, a in one.items():
+        scale = float(np.max(np.abs(a)))
+        assert float(np.max(np.abs(a - many[name]))) <= rel * scale, name
+
+
+def params(path) -> dict[str, np.ndarray]:
+    return checkpoint.load(path)[1]
+
+
+# ---- the arithmetic of sharding, in this process ------------------------------------------------------------------
+@pytest.mark.parametrize(("n", "ranks"), [(11, 2), (10, 2), (1, 2), (7, 3), (256, 8), (0, 2)])
+def test_shards_cover_every_row_once_in_rank_order_with_sizes_differing_by_at_most_one(n, ranks):
+    bounds = [distributed.shard(n, r, ranks) for r in range(ranks)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(bounds[r][1] == bounds[r + 1][0] for r in range(ranks - 1))
+    sizes = [hi - lo for lo, hi in bounds]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_a_sharded_loader_gives_each_rank_its_rows_of_the_same_global_batches():
+    images = np.arange(23 * 2 * 2, dtype=np.uint8).reshape(23, 2, 2) % 251
+    labels = np.arange(23)
+    whole = [y.tolist() for _, y in DataLoader(images, labels, 5, shuffle=True, seed=9)]
+    parts = [
+        [y.tolist() for _, y in DataLoader(images, labels, 5, shuffle=True, seed=9, shard=(r, 3))] for r in range(3)
+    ]
+    assert [sum((p[b] for p in parts), []) for b in range(len(whole))] == whole
+    assert mc_random.batch_rows() is None  # the loader says nothing about rows once its epoch is over
+
+
+def test_dropout_on_a_shard_uses_the_rows_of_the_mask_one_process_draws_for_the_whole_batch():
+    x = mc.array(np.ones((7, 3, 2, 2)), dtype="float64")
+    mc_random.seed(11)
+    with autograd.record():
+        whole = ops.dropout(x, 0.5).asnumpy()
+    for lo, hi in [(0, 3), (3, 7), (7, 7)]:
+        mc_random.seed(11)
+        mc_random.set_batch_rows((lo, hi, 7))
+        try:
+            with autograd.record():
+                part = ops.dropout(mc.array(np.ones((hi - lo, 3, 2, 2)), dtype="float64"), 0.5).asnumpy()
+        finally:
+            mc_random.set_batch_rows(None)
+        np.testing.assert_array_equal(part, whole[lo:hi])
+    mc_random.seed(None)
+
+
+def test_small_gradients_share_a_bucket_and_a_large_one_goes_alone():
+    small = [np.zeros(1000, np.float32) for _ in range(3)]
+    large = np.zeros(distributed.BUCKET_BYTES // 4 + 1, np.float32)
+    other = np.zeros(10, np.float64)
+    groups = distributed._buckets([*small, large, small[0], other])
+    assert [len(g) for g in groups] == [3, 1, 1, 1]  # a dtype change starts a new bucket too
+    assert groups[1][0] is large
+
+
+def test_outside_mpiexec_dist_sync_trains_as_the_default_kvstore_and_never_imports_mpi4py():
+    assert not distributed.launched() and distributed.size() == 1 and distributed.rank() == 0
+    p = mc.nn.Dense(2)
+    p.initialize()
+    trainer = mc.Trainer(p.collect_params(), "sgd", {"learning_rate": 0.1}, kvstore="dist_sync")
+    assert not trainer.distributed
+    assert "mpi4py.MPI" not in sys.modules
+
+
+def test_an_unknown_kvstore_is_refused_naming_the_ones_there_are():
+    with pytest.raises(ValueError, match="unknown kvstore 'dist_async'.*'dist_sync'"):
+        mc.Trainer([], "sgd", kvstore="dist_async")
+
+
+def test_an_empty_batch_gives_loss_zero_and_zero_gradients():
+    """A rank whose shard of a short last batch is empty still joins the step, with nothing to add."""
+    net = mc.nn.Sequential()
+    net.add(mc.nn.Conv2D(2, kernel_size=3, activation="relu"), mc.nn.MaxPool2D(2), mc.nn.Dense(3))
+    net.initialize()
+    net(mc.array(np.zeros((1, 1, 8, 8))))
+    with autograd.record():
+        loss = mc.loss.SoftmaxCrossEntropyLoss()(net(mc.array(np.zeros((0, 1, 8, 8)))), mc.array(np.zeros(0))).sum()
+    loss.backward()
+    assert float(loss.asnumpy()) == 0.0
+    assert all(not p.grad().asnumpy().any() for p in net.collect_params().values())
+
+
+def test_under_mpiexec_without_mpi4py_training_is_one_line_and_exit_2(tmp_path, tiny_fashion_dir):
+    fake = tmp_path / "mpi4py"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('No module named mpi4py')\n")
+    env = cli_env(PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", PMI_SIZE="2", PMI_RANK="0")
+    r = subprocess.run(
+        [sys.executable, "-m", "minicnn", "train", "lenet", "--data-dir", tiny_fashion_dir, "--limit", "16"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert problems(r.stderr) == [
+        "minicnn: error: this process was started by mpiexec, but mpi4py is not installed: pip install "
+        "'minicnn[mpi]' (mpi4py and MPICH), then run mpiexec from that environment"
+    ]
+
+
+# ---- two processes ------------------------------------------------------------------------------------------------
+@needs_mpi
+@pytest.mark.parametrize(
+    "network",
+    [
+        ("lenet",),  # uneven shards and a last batch of one image
+        ("nin", "--resize", "96"),  # dropout
+        ("googlenet", "--resize", "32"),  # concat
+    ],
+    ids=lambda n: n[0],
+)
+def test_two_processes_end_with_the_parameters_of_one_process_to_1e_12(network, tiny_fashion_dir, tmp_path):
+    args = ("train", *network, "--data-dir", tiny_fashion_dir, *UNEVEN)
+    if network[0] != "lenet":
+        args = (*args, "--epochs", "1", "--limit", "23")  # two batches of 11 and one of 1: three steps
+    one = mpirun(1, *args, "--save", tmp_path / "one.npz")
+    two = mpirun(2, *args, "--save", tmp_path / "two.npz")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert_close_to_one_process(params(tmp_path / "one.npz"), params(tmp_path / "two.npz"))
+    assert epoch_lines(two.stdout) == epoch_lines(one.stdout)
+    assert "2 processes, 5 or 6 images each per batch" in two.stdout
+    assert two.stdout.count("training on") == 1  # rank 0 alone prints
+
+
+@needs_mpi
+def test_a_users_script_with_kvstore_dist_sync_trains_as_one_process_with_dropout_concat_and_momentum(tmp_path):
+    script = ROOT / "tests" / "distributed_worker.py"
+    for n in (1, 2):
+        r = subprocess.run(
+            [MPIEXEC, "-n", str(n), sys.executable, str(script), str(tmp_path / f"{n}.npz")],
+            cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    one, two = dict(np.load(tmp_path / "1.npz")), dict(np.load(tmp_path / "2.npz"))
+    assert_close_to_one_process(one, two)
+
+
+@needs_mpi
+def test_an_interrupt_on_one_rank_stops_all_and_the_resumed_run_is_bit_identical(tiny_fashion_dir, tmp_path):
+    args = ("train", "lenet", "--data-dir", tiny_fashion_dir, *UNEVEN)
+    full = mpirun(2, *args, "--save", tmp_path / "full.npz")
+    assert full.returncode == 0, full.stderr
+    path = tmp_path / "run.npz"
+    rank0 = (*args, "--save", path)
+    # MPMD: rank 1 alone gets the test hook, which sends it a real SIGINT at its 3rd stop check
+    first = subprocess.run(
+        [MPIEXEC, "-n", "1", sys.executable, "-m", "minicnn", *map(str, rank0), ":",
+         "-n", "1", "-env", "MINICNN_TEST_INTERRUPT_AFTER", "3", sys.executable, "-m", "minicnn", *map(str, rank0)],
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert first.returncode == 130, first.stderr
+    assert problems(first.stderr) == [
+        f"minicnn: interrupted in epoch 1 after batch 3; saved the training state to {path}; "
+        f"continue with: mpiexec -n 2 python -m minicnn train lenet --resume {path}"
+    ]
+    second = mpirun(2, "train", "lenet", "--resume", path, "--no-progress")
+    assert second.returncode == 0, second.stderr
+    a, b = params(tmp_path / "full.npz"), params(path)
+    assert all(a[k].tobytes() == b[k].tobytes() for k in a)
+    assert epoch_lines(first.stdout) + epoch_lines(second.stdout) == epoch_lines(full.stdout)
+
+
+@needs_mpi
+def test_ctrl_c_to_mpiexec_saves_one_checkpoint_and_every_rank_exits_130(tiny_fashion_dir, tmp_path):
+    path = tmp_path / "ctrl-c.npz"
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "minicnn", "train", "lenet", "--data-dir", str(tiny_fashion_dir),
+           "--batch-size", "8", "--epochs", "500", "--seed", "1", "--no-progress", "--save", str(path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch 1,"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    ours = [line for line in problems(err) if not line.startswith("[mpiexec@")]  # MPICH's: "Sending Ctrl-C ..."
+    assert len(ours) == 2 and ours[0].startswith("minicnn: stopping after this step")
+    assert ours[1].startswith("minicnn: interrupted in epoch") and str(path) in ours[1]
+    assert checkpoint.load(path)[0]["train"]["epoch"] >= 1
+
+
+@needs_mpi
+def test_a_nan_loss_stops_every_rank_at_the_same_batch_with_exit_1(tiny_fashion_dir):
+    vgg = ("vgg11", "--width-divisor", "16", "--resize", "32", "--limit", "32", "--batch-size", "16", "--seed", "1")
+    one = mpirun(1, "train", *vgg, "--data-dir", tiny_fashion_dir, "--epochs", "3", "--lr", "1000")
+    two = mpirun(2, "train", *vgg, "--data-dir", tiny_fashion_dir, "--epochs", "3", "--lr", "1000")
+    assert one.returncode == two.returncode == 1
+    [line] = problems(two.stderr)
+    assert line.startswith("minicnn: training diverged: the loss became") and line == problems(one.stderr)[0]
+
+
+def _rank_pid(rank: int, marker: str, timeout: float = 60) -> int:
+    """The pid of the process of rank `rank` whose command line holds `marker`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    env = (proc / "environ").read_bytes().split(b"\0")
+                    if f"PMI_RANK={rank}".encode() in env:
+                        return int(proc.name)
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"no rank {rank} process with {marker} in its command line")
+
+
+@needs_mpi
+@pytest.mark.parametrize("how", ["killed", "hangs"])
+def test_a_rank_that_dies_or_hangs_ends_the_run_with_a_clear_message_within_a_time_limit(
+    how, tiny_fashion_dir, tmp_path
+):
+    path = tmp_path / f"{how}.npz"  # also the marker that finds this run's processes
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "minicnn", "train", "lenet", "--data-dir", str(tiny_fashion_dir),
+           "--batch-size", "8", "--epochs", "1000", "--seed", "1", "--no-progress", "--save", str(path)]  # fmt: skip
+    env = cli_env(MINICNN_DIST_TIMEOUT=5)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch 1,"):
+            break
+    victim = _rank_pid(1, str(path))
+    start = time.monotonic()
+    os.kill(victim, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if how == "hangs":
+            with contextlib.suppress(ProcessLookupError):  # mpiexec has ended it already
+                os.kill(victim, signal.SIGKILL)
+    assert proc.returncode != 0 and time.monotonic() - start < 60, out + err
+    if how == "killed":
+        assert "BAD TERMINATION" in out and "Killed (signal 9)" in out  # mpiexec's report of the dead rank (stdout)
+    else:
+        assert "minicnn: rank 0 of 2: no answer from the other ranks for 5 s" in err, out + err
+    checkpoint.load(path)  # what --save left is a whole checkpoint, never a torn one
+
+
+@needs_mpi
+def test_bad_data_on_one_rank_stops_every_rank_with_one_line_naming_it(tiny_fashion_dir, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_fashion_dir, bad)
+    from cli_helpers import write_idx
+
+    write_idx(bad / "train-labels-idx1-ubyte.gz", np.full(600, 12))
+    common = ("train", "lenet", "--limit", "16", "--no-progress")
+    r = subprocess.run(
+        [MPIEXEC, "-n", "1", "-env", "MINICNN_DATA", str(tiny_fashion_dir), sys.executable, "-m", "minicnn", *common,
+         ":", "-n", "1", "-env", "MINICNN_DATA", str(bad), sys.executable, "-m", "minicnn", *common],
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2
+    [line] = problems(r.stderr)
+    assert line.startswith(f"minicnn: error: {bad}/train-labels-idx1-ubyte.gz holds label 12, outside 0..9")
+    assert line.endswith("(on rank 1)")
+
+
+@needs_mpi
+def test_a_bad_argument_is_reported_once_and_other_commands_refuse_several_processes():
+    r = mpirun(2, "train", "lenet", "--epochs", "x")
+    assert r.returncode == 2 and problems(r.stderr) == [
+        "minicnn: error: argument --epochs: expected a positive int, got 'x' (see --help)"
+    ]
+    r = mpirun(2, "summary", "lenet")
+    assert r.returncode == 2 and problems(r.stderr) == [
+        "minicnn: error: only train runs on several processes; run summary without mpiexec"
+    ]
+
+
+@needs_mpi
+def test_two_ranks_on_two_cores_take_one_thread_each_for_blas_and_numba(tmp_path):
+    code = (
+        "import sys, minicnn, numba; from minicnn import distributed; from minicnn.fast import tuning; "
+        "distributed.world(); "
+        "open(f'{sys.argv[1]}/{distributed.rank()}', 'w').write(f'{tuning.blas_threads()} {numba.get_num_threads()}')"
+    )
+    env = {k: v for k, v in cli_env().items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    env.pop("NUMBA_NUM_THREADS", None)
+    r = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert [(tmp_path / str(rank)).read_text() for rank in (0, 1)] == [f"[{share}] {share}"] * 2
