@@ -6,11 +6,13 @@ For each network at the chapter's input size and global batch (VGG-11: the book'
 both set-ups run the same training step on one fixed batch of random images: forward and backward over the
 process's rows (compute), a barrier (wait: the time one rank waits for the slower one), the gradients summed over
 the ranks (`trainer.allreduce_grads()`, communication) and the SGD update (compute). Reported per set-up: the
-median of --steps timed steps after one warm-up step, split into those parts, and the bytes of gradient each
-rank sends into the Allreduce per step. A second part measures MPI's Allreduce on this machine for message sizes
-from 4 KiB to 64 MiB (the link of the cost model in docs/distributed.md, here shared memory), and a third
-prints what that cost model predicts for N = 2 to 64 machines like this one on 10, 25 and 100 Gbit/s Ethernet,
-from the measured one-process compute time, next to what it predicts and what was measured for two processes here.
+median of --steps timed steps after one warm-up step (the slower rank's), split into those parts (each the mean
+over the ranks of its median), and the bytes of gradient each rank puts into the Allreduce per step.
+
+A second part measures MPI's Allreduce between two processes on this machine for 4 KiB to 64 MiB (the link of the
+cost model in docs/distributed.md, here shared memory). A third prints what that cost model predicts for N = 2 to
+64 machines like this one on 10, 25 and 100 Gbit/s Ethernet, from the measured one-process step, and checks its
+communication part against the two-process run here.
 
 The workers are this file run under mpiexec (`--worker NET` / `--probe`); they print one JSON line each.
 """
@@ -85,15 +87,18 @@ def worker(name: str, steps: int) -> None:
         parts.append((t1 - t0 + t4 - t3, t2 - t1, t3 - t2, t4 - t0))
     timed = parts[1:]
     median = [statistics.median(p[i] for p in timed) for i in range(4)]
-    grad_bytes = sum(p.data().grad.data.nbytes for p in net.collect_params().values())
+    grads = [p.data().grad.data for p in net.collect_params().values()]
+    buckets = distributed._buckets(grads)
+    calls = sum(1 if len(g) > 1 else -(-g[0].nbytes // distributed.BUCKET_BYTES) for g in buckets)
+    bucketed = sum(a.nbytes for g in buckets if len(g) > 1 for a in g)  # copied into a bucket and back
     per_rank = distributed.world().gather(median, root=0) if distributed.size() > 1 else [median]
     if distributed.rank() == 0:
-        compute, wait, comm, step = (max(r[i] for r in per_rank) for i in range(4))
+        compute, wait, comm = (statistics.mean(r[i] for r in per_rank) for i in range(3))
         print(json.dumps({
             "network": name, "processes": distributed.size(), "rows_per_process": hi - lo, "compute_s": compute,
-            "wait_s": wait, "allreduce_s": comm, "step_s": step, "grad_bytes": grad_bytes,
-            "params": int(sum(p.data().data.size for p in net.collect_params().values())),
-            "dtype": str(np.dtype("float32")),
+            "wait_s": wait, "allreduce_s": comm, "step_s": max(r[3] for r in per_rank),
+            "grad_bytes": sum(g.nbytes for g in grads), "allreduce_calls": calls, "bucketed_bytes": bucketed,
+            "params": int(sum(g.size for g in grads)), "dtype": str(np.dtype("float32")),
         }))  # fmt: skip
 
 
@@ -113,8 +118,15 @@ def probe() -> None:
             distributed.allreduce([buf])
             times.append(time.perf_counter() - t)
         rows.append({"bytes": nbytes, "seconds": statistics.median(times[1:])})
+    src, dst = np.ones(16 << 20, np.float32), np.zeros(16 << 20, np.float32)
+    copies = []
+    for _ in range(5):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        copies.append(time.perf_counter() - t)
     if distributed.rank() == 0:
-        print(json.dumps({"probe": rows, "processes": distributed.size()}))
+        copy_rate = src.nbytes / statistics.median(copies)
+        print(json.dumps({"probe": rows, "processes": distributed.size(), "copy_bytes_per_s": copy_rate}))
 
 
 # ---- the driver ---------------------------------------------------------------------------------------------------
@@ -189,18 +201,24 @@ def main() -> None:
         for n in names:
             cells = " | ".join(f"{predict(results[n][(1, 2)], m, gbit)[1]:.0%}" for m in MACHINES)
             print(f"| {n} | {cells} |")
+    latency = link["probe"][0]["seconds"] / 2  # a 4 KiB Allreduce of two ranks: 2(N-1) = 2 message start-ups
     print(
-        f"\nCheck on this machine: two processes sharing its {os.cpu_count()} cores, link = the shared-memory "
-        f"Allreduce above ({shm_gbit:.0f} Gbit/s at 64 MiB); predicted allreduce time = ring formula, latency 0:"
+        f"\nCheck on this machine: two processes sharing its {os.cpu_count()} cores; the link is the shared-memory "
+        f"Allreduce above ({shm_gbit:.0f} Gbit/s at 64 MiB, {latency * 1e6:.0f} us per message at 4 KiB); predicted "
+        "allreduce = the ring formula + the start-up of each call + copying the small gradients into their buckets "
+        f"and back ({link['copy_bytes_per_s'] / 1e9:.1f} GB/s, np.copyto of 64 MiB):"
     )
-    print("| network | predicted allreduce | measured allreduce | measured compute (2 x 1 thread) |")
-    print("|---|---:|---:|---:|")
+    print("| network | calls | bucketed | predicted allreduce | measured allreduce | measured compute (2 x 1 thread) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for n in names:
         two = results[n][(2, 1)]
-        predicted = ring_seconds(two["grad_bytes"], 2, shm_gbit, latency=0)
-        print(
-            f"| {n} | {predicted * 1e3:.1f} ms | {two['allreduce_s'] * 1e3:.1f} ms | {two['compute_s'] * 1e3:.0f} ms |"
-        )
+        calls, bucketed = two["allreduce_calls"], two["bucketed_bytes"]
+        predicted = (
+            ring_seconds(two["grad_bytes"], 2, shm_gbit, latency=0) + calls * 2 * latency
+            + 2 * bucketed / link["copy_bytes_per_s"]
+        )  # fmt: skip
+        measured = f"{two['allreduce_s'] * 1e3:.1f} ms | {two['compute_s'] * 1e3:.0f} ms"
+        print(f"| {n} | {calls} | {bucketed / 2**20:.1f} MiB | {predicted * 1e3:.1f} ms | {measured} |")
     if args.json:
         flat = [r for n in names for r in results[n].values()]
         Path(args.json).write_text(json.dumps({"cpu": cpu(), "runs": flat, "link": link}, indent=1) + "\n")

@@ -294,7 +294,7 @@ def _plan(args) -> tuple[dict, dict | None]:
     """What to train: (plan, the checkpoint's parameters to resume from or None). The plan holds the settings,
     seed, --limit, data directory, --save path and, when resuming, the checkpoint's meta and optimizer state."""
     if not args.resume:
-        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)  # rank 0's
         plan = {"settings": _settings(args), "seed": seed, "limit": args.limit, "data_dir": args.data_dir}
         return {**plan, "save": args.save, "resumed": None, "opt": None}, None
     meta, params, opt = _resume_point(args)

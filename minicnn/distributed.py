@@ -142,7 +142,8 @@ def sum_over_ranks(*values):
     xp = _xp(values[0])
     buf = xp.stack([xp.asarray(v, dtype=np.float64) for v in values])
     _collective(buf, "sum")
-    return tuple(buf[i].astype(getattr(v, "dtype", None) or np.asarray(v).dtype) for i, v in enumerate(values))
+    dtypes = [v.dtype if hasattr(v, "dtype") else np.asarray(v).dtype for v in values]
+    return tuple(buf[i].astype(dtype) for i, dtype in enumerate(dtypes))
 
 
 def any_rank(flag: bool) -> bool:
@@ -157,6 +158,12 @@ def any_rank(flag: bool) -> bool:
 def same_on_all(value, root: int = 0):
     """Rank `root`'s `value` (a small Python object: a seed, a checkpoint's settings), on every rank."""
     return value if size() == 1 else world().bcast(value, root=root)
+
+
+def shared_seed() -> int:
+    """A fresh random seed, the same on every rank (rank 0 draws it): for the loaders' shuffling and
+    `minicnn.random.seed`, which must draw the same numbers on every rank."""
+    return same_on_all(int(np.random.SeedSequence().entropy % 2**31))
 
 
 def check_in(problem: str | None) -> list[tuple[int, str]]:

@@ -343,3 +343,45 @@ def test_two_ranks_on_two_cores_take_one_thread_each_for_blas_and_numba(tmp_path
     assert r.returncode == 0, r.stderr
     share = max(1, len(os.sched_getaffinity(0)) // 2)
     assert [(tmp_path / str(rank)).read_text() for rank in (0, 1)] == [f"[{share}] {share}"] * 2
+
+
+def test_a_shuffling_sharded_loader_without_a_shared_seed_is_refused():
+    images, labels = np.zeros((4, 2, 2), np.uint8), np.zeros(4)
+    with pytest.raises(ValueError, match=r"needs a seed that every rank shares.*distributed.shared_seed\(\)"):
+        DataLoader(images, labels, 2, shuffle=True, shard=(0, 2))
+    assert isinstance(distributed.shared_seed(), int)  # one process: its own fresh seed
+
+
+@needs_mpi
+def test_an_error_in_one_rank_during_training_ends_every_rank_with_a_line_naming_it():
+    code = (
+        "import numpy as np; from minicnn import cli, distributed\n"
+        "with cli._one_fails_all_stop(distributed.size()):\n"
+        "    if distributed.rank() == 1:\n"
+        "        raise MemoryError('cannot allocate 2 GiB')\n"
+        "    distributed.allreduce([np.zeros(3)])  # rank 0 waits for rank 1, which never comes\n"
+    )
+    start = time.monotonic()
+    r = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert r.returncode == 1 and time.monotonic() - start < 60
+    assert "minicnn: rank 1 of 2: MemoryError: cannot allocate 2 GiB" in problems(r.stderr)
+
+
+def test_with_several_processes_gpu_means_local_rank_modulo_the_gpus_of_the_machine(monkeypatch):
+    from types import SimpleNamespace
+
+    from minicnn import backend, cli
+
+    used = []
+    fake_gpu = SimpleNamespace(device_count=lambda: 2, use_device=used.append)
+    monkeypatch.setattr(backend, "gpu_backend", lambda: fake_gpu)  # a stand-in for CuPy with two GPUs
+    monkeypatch.setattr(distributed, "size", lambda: 4)
+    for local, device in [(0, "gpu"), (1, "gpu"), (2, "auto"), (3, "gpu"), (3, "gpu:0")]:
+        monkeypatch.setattr(distributed, "local_rank", lambda local=local: local)
+        ctx = cli._device(SimpleNamespace(device=device))
+        expected = 0 if device == "gpu:0" else local % 2
+        assert (ctx.device_type, ctx.device_id) == ("gpu", expected)
+        assert used[-1] == expected  # the device made current

@@ -52,6 +52,11 @@ class DataLoader:
             raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
         if not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
             raise ValueError(f"shard must be (rank, ranks) with 0 <= rank < ranks, got {shard!r}")
+        if shard[1] > 1 and shuffle and seed is None:
+            raise ValueError(
+                "a shuffling DataLoader with shard=(rank, ranks) needs a seed that every rank shares, or the ranks "
+                "draw different orders: pass seed=minicnn.distributed.shared_seed()"
+            )
         self.xp = array_module(images)
         self.images = images
         self.labels = self.xp.asarray(labels)
