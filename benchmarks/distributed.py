@@ -141,15 +141,19 @@ def run(processes: int, threads: int, args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ring_seconds(grad_bytes: int, machines: int, gbit: float, latency: float = LATENCY_S) -> float:
-    """Ring Allreduce: 2(N-1) steps, each moving 1/N of the gradient over every link at once."""
-    return 2 * (machines - 1) / machines * grad_bytes / (gbit * 1e9 / 8) + 2 * (machines - 1) * latency
+def ring_seconds(grad_bytes: int, machines: int, gbit: float, calls: int, latency: float = LATENCY_S) -> float:
+    """Ring Allreduce of grad_bytes in `calls` calls: 2(N-1) steps each, every step moving 1/N of the data over
+    every link at once and paying one message's start-up."""
+    return 2 * (machines - 1) / machines * grad_bytes / (gbit * 1e9 / 8) + calls * 2 * (machines - 1) * latency
 
 
 def predict(one: dict, machines: int, gbit: float) -> tuple[float, float]:
     """(step seconds, efficiency) of `machines` machines like this one, global batch fixed: each computes
-    1/N of the batch (compute taken as proportional to rows) and then reduces the whole gradient."""
-    step = one["compute_s"] / machines + ring_seconds(one["grad_bytes"], machines, gbit)
+    1/N of the batch (compute taken as proportional to rows), then sums the gradient in as many calls as minicnn
+    makes (its buckets and the pieces of large gradients), plus the step's two small sums (loss and accuracy, the
+    stop request)."""
+    calls = one["allreduce_calls"] + 2
+    step = one["compute_s"] / machines + ring_seconds(one["grad_bytes"], machines, gbit, calls)
     return step, one["step_s"] / (machines * step)
 
 
@@ -158,6 +162,7 @@ def main() -> None:
     ap.add_argument("--networks", default=",".join(CASES))
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--json", metavar="PATH", help="also write every measurement to PATH")
+    ap.add_argument("--from-json", metavar="PATH", help="print the tables from the measurements a --json run wrote")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -166,6 +171,14 @@ def main() -> None:
     if args.probe:
         return probe()
 
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        names = list(dict.fromkeys(r["network"] for r in saved["runs"]))
+        results = {
+            n: {(r["processes"], 3 - r["processes"]): r for r in saved["runs"] if r["network"] == n} for n in names
+        }
+        print(f"CPU: {saved['cpu']}; float32; measurements from {args.from_json}\n")
+        return report(names, results, saved["link"])
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = [n for n in names if n not in CASES]
     if unknown:
@@ -173,6 +186,14 @@ def main() -> None:
     print(f"CPU: {cpu()}; float32; median of {args.steps} steps after 1 warm-up step\n")
     results = {n: {s: run(*s, ["--worker", n, "--steps", str(args.steps)]) for s in SETUPS} for n in names}
     link = run(2, 1, ["--probe"])
+    if args.json:
+        flat = [r for n in names for r in results[n].values()]
+        Path(args.json).write_text(json.dumps({"cpu": cpu(), "runs": flat, "link": link}, indent=1) + "\n")
+    report(names, results, link)
+
+
+def report(names: list[str], results: dict, link: dict) -> None:
+    """The tables: each set-up's step, MPI's Allreduce here, the predictions, the check against two processes."""
     print("| network | params | gradient bytes per step | 1 process x 2 threads: step | 2 processes x 1 thread: "
           "step = compute + wait + allreduce | speed-up |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|")
@@ -193,7 +214,8 @@ def main() -> None:
 
     print(
         "\nPredicted efficiency (one process's step time / (N x step time)), global batch fixed, for N machines like "
-        f"this one; ring Allreduce with {LATENCY_S * 1e6:.0f} us per message; compute taken as linear in rows:"
+        f"this one; ring Allreduce with {LATENCY_S * 1e6:.0f} us per message and step, once per call (the buckets and "
+        "pieces of the gradient, and the step's two small sums); compute taken as linear in rows:"
     )
     header = " | ".join(f"N={m}" for m in MACHINES)
     for gbit in LINKS_GBIT:
@@ -214,14 +236,10 @@ def main() -> None:
         two = results[n][(2, 1)]
         calls, bucketed = two["allreduce_calls"], two["bucketed_bytes"]
         predicted = (
-            ring_seconds(two["grad_bytes"], 2, shm_gbit, latency=0) + calls * 2 * latency
-            + 2 * bucketed / link["copy_bytes_per_s"]
-        )  # fmt: skip
+            ring_seconds(two["grad_bytes"], 2, shm_gbit, calls, latency) + 2 * bucketed / link["copy_bytes_per_s"]
+        )
         measured = f"{two['allreduce_s'] * 1e3:.1f} ms | {two['compute_s'] * 1e3:.0f} ms"
         print(f"| {n} | {calls} | {bucketed / 2**20:.1f} MiB | {predicted * 1e3:.1f} ms | {measured} |")
-    if args.json:
-        flat = [r for n in names for r in results[n].values()]
-        Path(args.json).write_text(json.dumps({"cpu": cpu(), "runs": flat, "link": link}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -203,21 +205,37 @@ def make_loaders(data, settings: dict, ctx, seed, limit=None, shard=(0, 1)):
     return loaders(data, settings["batch_size"], settings["resize"], ctx, seed, limit, settings["dtype"], shard)
 
 
-def _load_data(args, data_dir=None):
+def _load_data(args, data_dir=None, quiet: bool = False):
+    """The four Fashion-MNIST arrays; `quiet`: without the warnings and the download bar on stderr."""
     from .data import load_fashion_mnist
 
     # MINICNN_OFFLINE=1: never try the download mirrors (tests, air-gapped machines)
-    return load_fashion_mnist(data_dir or args.data_dir, download=os.environ.get("MINICNN_OFFLINE") != "1")
+    download = os.environ.get("MINICNN_OFFLINE") != "1"
+    with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
+        return load_fashion_mnist(data_dir or args.data_dir, download=download, progress=not quiet)
 
 
 def _device(args):
     """The device of --device. In a data-parallel run, `gpu` and `auto` mean the GPU numbered local rank % GPUs
-    on this machine, so that the processes on one machine share its GPUs out (gpu:N is taken as it is)."""
+    on this machine, so that the processes on one machine share its GPUs out."""
     from . import backend, device
+    from .errors import DeviceError
 
-    ctx = device.parse(args.device)
-    if ctx.device_type == "gpu" and distributed.size() > 1 and args.device.strip().lower() in ("gpu", "auto"):
-        ctx = device.gpu(distributed.local_rank() % backend.gpu_backend().device_count())
+    name = args.device.strip().lower()
+    if distributed.size() > 1 and name in ("gpu", "auto"):
+        try:
+            ctx = device.gpu(distributed.local_rank() % backend.gpu_backend().device_count())
+        except DeviceError:
+            if name == "gpu":
+                raise
+            ctx = device.cpu()  # auto: no usable GPU here
+    else:
+        ctx = device.parse(name)
+        if ctx.device_type == "gpu" and distributed.local_size() > 1:
+            raise UserError(
+                f"--device {args.device} puts all {distributed.local_size()} processes of this machine on one GPU; "
+                "use --device gpu to give each process a GPU of its own"
+            )
     ctx.backend  # noqa: B018 - fail now, with one line, if the device cannot be used
     return ctx
 
@@ -293,8 +311,10 @@ def _resume_point(args):
 def _plan(args) -> tuple[dict, dict | None]:
     """What to train: (plan, the checkpoint's parameters to resume from or None). The plan holds the settings,
     seed, --limit, data directory, --save path and, when resuming, the checkpoint's meta and optimizer state."""
+    from . import random
+
     if not args.resume:
-        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)  # rank 0's
+        seed = args.seed if args.seed is not None else random.fresh_seed()  # rank 0's, in a data-parallel run
         plan = {"settings": _settings(args), "seed": seed, "limit": args.limit, "data_dir": args.data_dir}
         return {**plan, "save": args.save, "resumed": None, "opt": None}, None
     meta, params, opt = _resume_point(args)
@@ -307,33 +327,41 @@ def _plan(args) -> tuple[dict, dict | None]:
 
 
 class _RanksFailed(Exception):
-    """Set-up failed on some ranks of a data-parallel run: [(rank, one-line message)]; every rank stops, exit 2."""
+    """Set-up failed on some ranks of a data-parallel run: [(rank, (one-line message, exit status))]; every rank
+    stops with the worst status (2 for a user's mistake, 1 for anything else)."""
 
-    def __init__(self, failed: list[tuple[int, str]]):
+    def __init__(self, failed: list):
         self.failed = failed
-        super().__init__("; ".join(f"rank {r}: {m}" for r, m in failed))
+        self.code = max(code for _, (_, code) in failed)
+        super().__init__("; ".join(f"rank {r}: {m}" for r, (m, _) in failed))
 
     def lines(self) -> list[str]:
-        messages = {m for _, m in self.failed}
-        if len(messages) == 1:
-            (message,) = messages
-            ranks = ", ".join(str(r) for r, _ in self.failed)
-            return [f"{message} (on rank {ranks})" if len(self.failed) < distributed.size() else message]
-        return [f"{m} (on rank {r})" for r, m in self.failed]
+        """One line per distinct message, naming its ranks unless every rank met it."""
+        ranks_of: dict[str, list[int]] = {}
+        for r, (message, _) in self.failed:
+            ranks_of.setdefault(message, []).append(r)
+        return [
+            m if len(ranks) == distributed.size() else f"{m} (on rank {', '.join(map(str, ranks))})"
+            for m, ranks in ranks_of.items()
+        ]
 
 
 def _on_every_rank(step):
-    """step() here; in a data-parallel run every rank then learns whether it failed anywhere (a UserError or an
-    OSError, as one line), and all of them stop together (`_RanksFailed`) instead of waiting for the failed ones."""
+    """step() here; in a data-parallel run every rank then learns whether it failed anywhere, and all of them stop
+    together (`_RanksFailed`) instead of waiting for the failed ones. A UserError or OSError is the user's (one
+    line, exit 2); anything else is reported with its traceback by the rank that met it (exit 1)."""
     if distributed.size() == 1:
         return step()
     value, problem = None, None
     try:
         value = step()
     except UserError as exc:
-        problem = f"minicnn: error: {exc}"
+        problem = (f"minicnn: error: {exc}", 2)
     except OSError as exc:
-        problem = _os_error_line(exc)
+        problem = (_os_error_line(exc), 2)
+    except Exception as exc:
+        traceback.print_exc()
+        problem = (f"minicnn: error: {type(exc).__name__}: {exc}", 1)
     failed = distributed.check_in(problem)
     if failed:
         raise _RanksFailed(failed)
@@ -353,15 +381,19 @@ def cmd_train(args) -> int:
     settings, seed, limit, data_dir, save_path = (plan[k] for k in ("settings", "seed", "limit", "data_dir", "save"))
 
     def device_and_data():
-        if args.plot and root:
+        if root and args.plot:
             from .plot import require_matplotlib
 
             require_matplotlib()  # fail before training, not after it
-        return _device(args), _load_data(args, data_dir)  # every rank reads the files on its own machine
+        if root and args.log:
+            Path(args.log).open("a").close()  # a path that cannot be written fails now, not after an epoch
+        ctx = _device(args)
+        # every rank reads the files on its own machine; the first one there alone says what it finds or downloads
+        data = distributed.first_on_each_machine(lambda: _load_data(args, data_dir, quiet=distributed.local_rank() > 0))
+        random.seed(seed)
+        return ctx, make_loaders(data, settings, ctx, seed, limit, shard=(distributed.rank(), ranks))
 
-    ctx, data = _on_every_rank(device_and_data)
-    random.seed(seed)
-    train_iter, test_iter = make_loaders(data, settings, ctx, seed, limit, shard=(distributed.rank(), ranks))
+    ctx, (train_iter, test_iter) = _on_every_rank(device_and_data)
 
     def network_and_state():
         net = build_network(settings, ctx)
@@ -621,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         with config.textbook(True) if args.textbook else contextlib.nullcontext():
             return COMMANDS[args.command](args)
     except _RanksFailed as exc:
-        lines, code = exc.lines(), 2
+        lines, code = exc.lines(), exc.code
     except UserError as exc:
         lines, code = [f"minicnn: error: {exc}"], 2
     except OSError as exc:
@@ -650,6 +682,7 @@ def _one_fails_all_stop(ranks: int):
     except KeyboardInterrupt:
         distributed.abort("interrupted", 130)
     except Exception as exc:
+        traceback.print_exc()  # a bug: where it happened matters, as in one process
         distributed.abort(f"{type(exc).__name__}: {exc}", 1)
 
 

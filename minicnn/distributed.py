@@ -5,8 +5,9 @@
 
 The algorithm, as `train_ch5` runs it when this process was started by mpiexec:
   1. every rank starts from the same parameters: rank 0's, sent to the others (`broadcast`);
-  2. each global batch of B images is cut into N shards, rank r taking rows B*r//N up to B*(r+1)//N (`shard`),
-     and each rank computes the gradient of the summed loss over its own rows only;
+  2. each global batch of B images is cut into N shards, rank r taking rows B*r//N up to B*(r+1)//N (`shard`; a
+     sharded DataLoader gathers only those rows), and each rank computes the gradient of the summed loss over
+     its own rows only;
   3. the ranks add up their gradients (`allreduce`), so that each one holds
          sum over ranks of grad(sum of the shard's losses) = grad(sum of the B losses);
   4. each rank takes the same SGD step with that gradient divided by B (`Trainer.step(B)`), so every rank stays
@@ -28,36 +29,65 @@ import time
 
 import numpy as np
 
+from . import random
+from .data.loader import rows_of_rank
 from .errors import UserError
 from .fast import tuning
 
 BUCKET_BYTES = 4 << 20  # gradients travel in pieces of this size: few calls, each one still cache-sized
-TIMEOUT = float(os.environ.get("MINICNN_DIST_TIMEOUT") or 600)  # seconds a reduction may wait for the other ranks
+DEFAULT_TIMEOUT = 600.0  # seconds a collective may wait for the other ranks (MINICNN_DIST_TIMEOUT)
 
-# What launchers set in the processes they start: MPICH's and Intel MPI's Hydra, Open MPI, PMIx-based ones (Slurm).
-_LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
+# How launchers tell a process how many were started: MPICH's and Intel MPI's Hydra, Open MPI, Slurm's srun.
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 
 
 def launched() -> bool:
-    """Whether an MPI launcher (mpiexec, mpirun, srun) started this process."""
-    return any(var in os.environ for var in _LAUNCHER_VARIABLES)
+    """Whether an MPI launcher (mpiexec, mpirun, srun) started this process among two or more. (Started alone,
+    as `mpiexec -n 1` or a one-task `srun` do, it is one process as without a launcher.)"""
+    if not any(var in os.environ for var in _RANK_VARIABLES):
+        return False  # SLURM_NTASKS alone is also set in a batch script that starts no MPI processes
+    sizes = [os.environ[var] for var in _SIZE_VARIABLES if os.environ.get(var, "").isdigit()]
+    return bool(sizes) and int(sizes[0]) > 1
 
 
 def launcher_rank() -> int:
     """This process's rank as the launcher's environment says, without MPI (0 when not launched): who reports an
     error that every process meets, even when mpi4py is missing."""
-    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        if os.environ.get(var, "").isdigit():
+    for var in _RANK_VARIABLES:
+        if launched() and os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return 0
 
 
+def timeout() -> float:
+    """MINICNN_DIST_TIMEOUT in seconds (default 600): how long a collective waits for the other ranks."""
+    text = os.environ.get("MINICNN_DIST_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise UserError(f"MINICNN_DIST_TIMEOUT must be a positive number of seconds, got {text!r}")
+    return value
+
+
+class _Machine:
+    """The processes of this run on this machine (MPI's shared-memory group): how many, and which one this is."""
+
+    comm = None
+    rank, size = 0, 1
+
+
 @functools.cache
 def world():
-    """MPI's COMM_WORLD when an MPI launcher started this process, else None (and mpi4py is not imported).
+    """MPI's COMM_WORLD when an MPI launcher started this process among others, else None (mpi4py not imported).
 
-    The first call also gives this process its share of the machine's cores for BLAS and numba: N processes on
-    one machine, each with threads for every core, would fight over them."""
+    Its first call also sets up what every data-parallel process needs before its first step: the group of
+    processes on its machine (`local_rank`), and its share of the machine's cores for BLAS and numba threads
+    (`tuning.share_cores`): N processes on one machine, each with threads for every core, would fight over them."""
     if not launched():
         return None
     try:
@@ -67,16 +97,13 @@ def world():
             "this process was started by mpiexec, but mpi4py is not installed: pip install 'minicnn[mpi]' "
             "(mpi4py and MPICH), then run mpiexec from that environment"
         ) from None
+    timeout()  # a bad MINICNN_DIST_TIMEOUT is one line now, not at the first step
     comm = MPI.COMM_WORLD
-    local = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
-    _local[:] = [local.Get_rank(), local.Get_size()]
-    local.Free()
-    if _local[1] > 1:
-        tuning.share_cores(_local[1])
+    _Machine.comm = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    _Machine.rank, _Machine.size = _Machine.comm.Get_rank(), _Machine.comm.Get_size()
+    if _Machine.size > 1:
+        tuning.share_cores(_Machine.size)
     return comm
-
-
-_local = [0, 1]  # (this process's rank among those on its machine, how many run there), set by world()
 
 
 def rank() -> int:
@@ -94,15 +121,19 @@ def size() -> int:
 def local_rank() -> int:
     """This process's number among the processes on its machine (which GPU it takes)."""
     world()
-    return _local[0]
+    return _Machine.rank
+
+
+def local_size() -> int:
+    """How many processes of this run are on this machine."""
+    world()
+    return _Machine.size
 
 
 def shard(n: int, r: int | None = None, n_ranks: int | None = None) -> tuple[int, int]:
-    """The rows [lo, hi) of a batch of n rows that rank r holds: as even as possible, sizes differing by at most 1,
-    in rank order (rank 0 the first rows). Everything of a batch (hi - lo may be 0) in one process."""
-    r = rank() if r is None else r
-    n_ranks = size() if n_ranks is None else n_ranks
-    return n * r // n_ranks, n * (r + 1) // n_ranks
+    """The rows [lo, hi) = [n*r//N, n*(r+1)//N) of a batch of n rows that rank r of N holds: in rank order, sizes
+    differing by at most 1 (hi - lo may be 0 when n < N); the whole batch in one process."""
+    return rows_of_rank(n, rank() if r is None else r, size() if n_ranks is None else n_ranks)
 
 
 def broadcast(arrays, root: int = 0) -> None:
@@ -135,8 +166,8 @@ def allreduce(arrays) -> None:
 
 
 def sum_over_ranks(*values):
-    """The sums over the ranks of a few scalars (device or host; loss and accuracy sums), in one reduction: a tuple
-    of scalars of the same kinds and dtypes."""
+    """The sums over the ranks of a few scalars (loss and accuracy sums), in one reduction: a tuple of 0-d arrays
+    of the values' dtypes, on the device of the first (summed in float64, then rounded to each dtype)."""
     if size() == 1:
         return values
     xp = _xp(values[0])
@@ -163,15 +194,33 @@ def same_on_all(value, root: int = 0):
 def shared_seed() -> int:
     """A fresh random seed, the same on every rank (rank 0 draws it): for the loaders' shuffling and
     `minicnn.random.seed`, which must draw the same numbers on every rank."""
-    return same_on_all(int(np.random.SeedSequence().entropy % 2**31))
+    return same_on_all(random.fresh_seed())
 
 
-def check_in(problem: str | None) -> list[tuple[int, str]]:
-    """Every rank says whether its set-up failed (`problem`: one line, or None); each rank gets the list of
-    (rank, problem) of all ranks that failed, so that they stop together instead of waiting for the failed ones."""
+def check_in(problem):
+    """Every rank says whether its set-up failed (`problem`: anything but None, e.g. a message); each rank gets
+    the list of (rank, problem) of the ranks that failed, so that all stop together instead of waiting for them.
+    (A rank that never comes is waited for at most `timeout()` seconds.)"""
     if size() == 1:
-        return [(0, problem)] if problem else []
-    return [(r, p) for r, p in enumerate(world().allgather(problem)) if p]
+        return [(0, problem)] if problem is not None else []
+    if not any_rank(problem is not None):
+        return []
+    return [(r, p) for r, p in enumerate(world().allgather(problem)) if p is not None]
+
+
+def first_on_each_machine(step):
+    """step() on the first process of each machine, then on its other processes (which find what the first one
+    downloaded or compiled); returns step()'s value. The others run it even when the first one failed."""
+    world()
+    if _Machine.size == 1:
+        return step()
+    if _Machine.rank == 0:
+        try:
+            return step()
+        finally:
+            _wait(_Machine.comm.Ibarrier(), "a barrier")
+    _wait(_Machine.comm.Ibarrier(), "a barrier")
+    return step()
 
 
 def barrier() -> None:
@@ -182,9 +231,9 @@ def barrier() -> None:
 
 def abort(message: str, code: int = 1) -> None:
     """Print `message` (one line, prefixed with this rank) and end every process of the run with exit status
-    `code`: the others may be waiting in a reduction that this process will never join."""
+    `code` (MPI_Abort): the others may be waiting in a reduction that this process will never join."""
     print(f"minicnn: rank {rank()} of {size()}: {message}", file=sys.stderr, flush=True)
-    time.sleep(0.5)  # mpiexec forwards the line from a pipe; Abort would end its forwarding before it arrives
+    time.sleep(0.5)  # mpiexec forwards the line through a pipe; MPI_Abort would end the forwarding before it arrives
     world().Abort(code)
 
 
@@ -192,6 +241,7 @@ def abort(message: str, code: int = 1) -> None:
 
 
 def _xp(a):
+    """The array module of `a`: NumPy, or CuPy for a GPU array."""
     return sys.modules["cupy"] if type(a).__module__.startswith("cupy") else np
 
 
@@ -228,7 +278,7 @@ def _collective(buf, op: str, root: int = 0) -> None:
         from . import distributed_nccl
 
         if distributed_nccl.usable():
-            distributed_nccl.collective(buf, op, root, world(), rank(), size())
+            distributed_nccl.collective(buf, op, root)
             return
         host = buf.get()
         _mpi(host, op, root)
@@ -238,7 +288,7 @@ def _collective(buf, op: str, root: int = 0) -> None:
 
 
 def _mpi(buf: np.ndarray, op: str, root: int) -> None:
-    """The MPI call, non-blocking and waited for at most TIMEOUT seconds: a rank that hangs (or dies where the
+    """The MPI call, non-blocking and waited for at most `timeout()` seconds: a rank that hangs (or dies where the
     launcher does not notice) ends the run with a message instead of leaving the others waiting for ever."""
     from mpi4py import MPI
 
@@ -248,12 +298,15 @@ def _mpi(buf: np.ndarray, op: str, root: int) -> None:
 
 
 def _wait(request, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
+    """Wait for an MPI request, at most `timeout()` seconds. It polls, as MPI's blocking calls do, but gives its
+    core away between polls (sched_yield), so that where ranks share cores a waiting one does not slow the others."""
+    limit = timeout()
+    deadline = time.monotonic() + limit
     while not request.Test():
-        os.sched_yield()  # a waiting rank gives its core to a computing one where they share cores
+        os.sched_yield()
         if time.monotonic() > deadline:
             abort(
-                f"no answer from the other ranks for {TIMEOUT:g} s in {what}: one of them hangs or died; "
+                f"no answer from the other ranks for {limit:g} s in {what}: one of them hangs or died; "
                 "stopping the run (MINICNN_DIST_TIMEOUT sets the limit in seconds)",
                 code=1,
             )

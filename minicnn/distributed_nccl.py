@@ -23,17 +23,21 @@ def usable() -> bool:
 
 
 @functools.cache
-def _communicator(device_id: int, comm, rank: int, size: int):
-    """The NCCL communicator of the ranks' GPUs (made once per device, by every rank at the same time)."""
+def _communicator(device_id: int):
+    """The NCCL communicator of every rank's GPU, made once per device by every rank at the same time (at their
+    first collective on the GPU): rank 0's unique id reaches the others over MPI."""
     from cupy.cuda import nccl
 
-    unique_id = nccl.get_unique_id() if rank == 0 else None
+    from .distributed import world
+
+    comm = world()
+    unique_id = nccl.get_unique_id() if comm.Get_rank() == 0 else None
     unique_id = comm.bcast(unique_id, root=0)
-    return nccl.NcclCommunicator(size, unique_id, rank)
+    return nccl.NcclCommunicator(comm.Get_size(), unique_id, comm.Get_rank())
 
 
-def nccl_type(dtype):
-    """NCCL's name for a NumPy dtype."""
+def nccl_type(dtype) -> int:
+    """NCCL's code for a NumPy dtype (float32, float64 or int64)."""
     from cupy.cuda import nccl
 
     types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
@@ -43,12 +47,13 @@ def nccl_type(dtype):
     return types[np.dtype(dtype)]
 
 
-def collective(buf, op: str, root: int, comm, rank: int, size: int) -> None:
-    """Sum (op 'sum') or broadcast (op 'bcast', from `root`) the contiguous CuPy array `buf` in place."""
+def collective(buf, op: str, root: int) -> None:
+    """Sum (op 'sum') or broadcast (op 'bcast', from `root`) the contiguous CuPy array `buf` in place, on the
+    current CUDA stream."""
     import cupy
     from cupy.cuda import nccl
 
-    nc = _communicator(cupy.cuda.Device().id, comm, rank, size)
+    nc = _communicator(cupy.cuda.Device().id)
     stream = cupy.cuda.get_current_stream().ptr
     if op == "sum":
         nc.allReduce(buf.data.ptr, buf.data.ptr, buf.size, nccl_type(buf.dtype), nccl.NCCL_SUM, stream)

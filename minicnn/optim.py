@@ -6,8 +6,9 @@ With g = grad / batch_size (rescale_grad) + wd * w:
 
 `kvstore='dist_sync'` (Gluon's name): data-parallel training over MPI (distributed.py). The parameters start as
 rank 0's, and `step(batch_size)` first sums every gradient over the ranks (`allreduce_grads`), then updates
-(`update`); pass the global batch size, the rows of all ranks together, and every rank takes the step one
-process would take on the whole batch. Outside mpiexec it is the same as the default.
+(`update`). Pass the global batch size, the rows of all ranks together (MXNet scripts often pass each worker's
+own batch, which here would make the step N times too large): every rank then takes the step one process would
+take on the whole batch. Outside mpiexec it is the same as the default.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class Trainer:
         self.states: dict[str, object] = {}  # momentum buffers by parameter name
         if kvstore is not None and kvstore not in KVSTORES:
             raise ValueError(
-                f"Trainer: unknown kvstore {kvstore!r}; minicnn has 'device' (one process) and 'dist_sync' "
-                "(synchronous data-parallel training over MPI)"
+                f"Trainer: unknown kvstore {kvstore!r}; minicnn has 'device', 'local' or None (one process) and "
+                "'dist_sync' (synchronous data-parallel training over MPI)"
             )
         self.distributed = kvstore == "dist_sync" and distributed.size() > 1
         self._shared: set[str] = set()  # parameters already made equal to rank 0's

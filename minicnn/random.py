@@ -31,6 +31,11 @@ def seed(value: int | None) -> None:
     _draws.clear()
 
 
+def fresh_seed() -> int:
+    """A seed drawn from the operating system's entropy (what a run without --seed uses, and reports)."""
+    return int(np.random.SeedSequence().entropy % 2**31)
+
+
 def parameter_generator(name: str) -> np.random.Generator:
     """A generator for one initialisation of parameter `name`: the same seed, name and count give the same values,
     whichever other parameters were drawn before."""

@@ -14,7 +14,7 @@ import numpy as np
 from . import autograd, distributed
 from .autograd import NDArray
 from .loss import SoftmaxCrossEntropyLoss
-from .train_state import EpochResult, Run, TrainState, compile_kernels
+from .train_state import EpochResult, Run, TrainState, check_data_parallel, compile_kernels
 
 
 def _on(X, y, ctx):
@@ -59,6 +59,7 @@ def train_ch5(
     the chapter (`train_state.Run`): `state` continues a stopped run exactly, `stop()` asks to stop after a step
     (`Interrupted`), `on_state(state)` receives what a checkpoint saves, and a NaN loss raises `Diverged`.
     """
+    check_data_parallel(train_iter, test_iter, trainer)  # sharded loaders go with kvstore='dist_sync' (distributed.py)
     loss = SoftmaxCrossEntropyLoss()
     log(f"training on {ctx}")
     run = Run(train_iter, num_epochs, state, stop, on_state, progress)

@@ -121,6 +121,28 @@ def compile_kernels(net, batch, ctx, params) -> None:
     random.set_state(saved)
 
 
+def check_data_parallel(train_iter, test_iter, trainer) -> None:
+    """A data-parallel run (distributed.py) needs both halves: loaders that give each process its rows, and a
+    Trainer that sums the gradients (kvstore='dist_sync'); one without the other trains wrongly without a word
+    (each rank on its own rows, or N whole batches summed). ValueError saying which half is missing."""
+    ranks = distributed.size()
+    for name, loader in (("train_iter", train_iter), ("test_iter", test_iter)):
+        shards = getattr(loader, "shard", (0, 1))[1]
+        if shards > 1 and shards != ranks:
+            raise ValueError(f"{name} is sharded over {shards} processes, but this run has {ranks}")
+    sharded = getattr(train_iter, "shard", (0, 1))[1] > 1
+    if sharded and not getattr(trainer, "distributed", False):
+        raise ValueError(
+            "the loaders give each process its rows of a batch, but the Trainer does not sum the gradients over "
+            "the processes: create it with kvstore='dist_sync'"
+        )
+    if getattr(trainer, "distributed", False) and not sharded:
+        raise ValueError(
+            "the Trainer sums the gradients of the processes (kvstore='dist_sync'), but train_iter gives each of "
+            "them whole batches: make the loaders with shard=(distributed.rank(), distributed.size())"
+        )
+
+
 def _host_floats(arrays: list) -> tuple[float, ...]:
     """Device scalars -> Python floats with one device-to-host transfer (not one per value)."""
     if not arrays:
@@ -313,7 +335,7 @@ class Run:
         l, correct, size = l.data, (y_hat.data.argmax(axis=1) == y.data).sum(), y.size
         if getattr(self.train_iter, "shard", (0, 1))[1] > 1:
             l, correct = distributed.sum_over_ranks(l, correct)
-            size = random.batch_rows()[2]  # the rows of the whole global batch
+            size = self.train_iter.global_rows(self.cur.batch)  # the rows of all ranks together
         self.watch.add(self.cur.batch + 1, l)
         self.cur.add(l, correct, size)
 

@@ -385,3 +385,177 @@ def test_with_several_processes_gpu_means_local_rank_modulo_the_gpus_of_the_mach
         expected = 0 if device == "gpu:0" else local % 2
         assert (ctx.device_type, ctx.device_id) == ("gpu", expected)
         assert used[-1] == expected  # the device made current
+
+
+class _FakeNccl:
+    """A stand-in for cupy.cuda.nccl that records what it is asked to do."""
+
+    NCCL_FLOAT32, NCCL_FLOAT64, NCCL_INT64, NCCL_SUM = 7, 8, 4, 0
+
+    def __init__(self, available=True):
+        self.available, self.calls = available, []
+
+    def get_unique_id(self):
+        return (1, 2, 3)
+
+    def NcclCommunicator(self, size, unique_id, rank):  # noqa: N802 - CuPy's name
+        self.calls.append(("join", size, unique_id, rank))
+        return self
+
+    def allReduce(self, send, recv, count, dtype, op, stream):  # noqa: N802
+        self.calls.append(("allReduce", send, recv, count, dtype, op, stream))
+
+    def bcast(self, buf, count, dtype, root, stream):
+        self.calls.append(("bcast", buf, count, dtype, root, stream))
+
+
+def _fake_cupy(monkeypatch, nccl):
+    from types import ModuleType, SimpleNamespace
+
+    cupy, cuda = ModuleType("cupy"), ModuleType("cupy.cuda")
+    cuda.nccl = nccl
+    cuda.Device = lambda: SimpleNamespace(id=1)
+    cuda.get_current_stream = lambda: SimpleNamespace(ptr=99)
+    cupy.cuda = cuda
+    for name, module in (("cupy", cupy), ("cupy.cuda", cuda), ("cupy.cuda.nccl", nccl)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+class _FakeGpuArray:
+    """What the collectives use of a CuPy array: its pointer, size and dtype, and get/set for host copies."""
+
+    def __init__(self, values):
+        from types import SimpleNamespace
+
+        self.values, self.size, self.dtype = np.asarray(values), len(values), np.asarray(values).dtype
+        self.data = SimpleNamespace(ptr=1234)
+
+    def get(self):
+        return self.values.copy()
+
+    def set(self, host):
+        self.values = host
+
+
+def test_gpu_gradients_go_over_nccl_whose_id_rank_0_sends_to_the_others(monkeypatch):
+    from types import SimpleNamespace
+
+    from minicnn import distributed_nccl
+
+    nccl = _FakeNccl()
+    _fake_cupy(monkeypatch, nccl)
+    sent = []
+    comm = SimpleNamespace(Get_rank=lambda: 1, Get_size=lambda: 4, bcast=lambda v, root: sent.append(v) or (5, 6))
+    monkeypatch.setattr(distributed, "world", lambda: comm)
+    distributed_nccl._communicator.cache_clear()
+    try:
+        distributed._collective(_FakeGpuArray(np.zeros(6, np.float32)), "sum")
+        distributed._collective(_FakeGpuArray(np.zeros(3, np.float64)), "bcast", root=0)
+    finally:
+        distributed_nccl._communicator.cache_clear()
+    assert sent == [None]  # rank 1 makes no id of its own: it takes rank 0's
+    assert nccl.calls == [
+        ("join", 4, (5, 6), 1),
+        ("allReduce", 1234, 1234, 6, nccl.NCCL_FLOAT32, nccl.NCCL_SUM, 99),
+        ("bcast", 1234, 3, nccl.NCCL_FLOAT64, 0, 99),
+    ]
+
+
+def test_without_nccl_gpu_arrays_are_summed_through_host_copies_over_mpi(monkeypatch):
+    nccl = _FakeNccl(available=False)
+    _fake_cupy(monkeypatch, nccl)
+    monkeypatch.setattr(distributed, "_mpi", lambda host, op, root: host.__imul__(2))  # as two equal ranks would
+    buf = _FakeGpuArray(np.arange(4.0))
+    distributed._collective(buf, "sum")
+    np.testing.assert_array_equal(buf.values, [0, 2, 4, 6])
+    assert nccl.calls == []
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"PMI_SIZE": "2", "PMI_RANK": "1"}, True),
+        ({"OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_RANK": "0"}, True),
+        ({"PMI_SIZE": "1", "PMI_RANK": "0"}, False),  # mpiexec -n 1: one process, no MPI needed
+        ({"PMIX_RANK": "0"}, False),  # a one-task srun says no size
+        ({"SLURM_NTASKS": "4"}, False),  # a batch script, not one of srun's tasks
+        ({"SLURM_NTASKS": "4", "SLURM_PROCID": "2", "PMIX_RANK": "2"}, True),
+    ],
+)
+def test_a_launcher_is_recognised_only_where_it_started_two_or_more_processes(monkeypatch, env, expected):
+    for var in (*distributed._SIZE_VARIABLES, *distributed._RANK_VARIABLES):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert distributed.launched() is expected
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "inf", "nan"])
+def test_a_bad_minicnn_dist_timeout_is_one_line(monkeypatch, value):
+    monkeypatch.setenv("MINICNN_DIST_TIMEOUT", value)
+    with pytest.raises(mc.UserError, match=f"MINICNN_DIST_TIMEOUT must be a positive number of seconds, got '{value}'"):
+        distributed.timeout()
+    monkeypatch.setenv("MINICNN_DIST_TIMEOUT", "2.5")
+    assert distributed.timeout() == 2.5
+
+
+def test_sharded_loaders_without_a_dist_sync_trainer_or_the_other_way_round_are_refused():
+    from minicnn.train import train_ch5
+
+    images, labels = np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64)
+    net = mc.nn.Dense(2)
+    net.initialize()
+    trainer = mc.Trainer(net.collect_params(), "sgd")
+    half = DataLoader(images, labels, 4, shard=(0, 2))
+    with pytest.raises(ValueError, match="train_iter is sharded over 2 processes, but this run has 1"):
+        train_ch5(net, half, half, 4, trainer, mc.cpu(), 1, progress=False, log=lambda line: None)
+
+
+def test_one_gpu_named_for_several_processes_of_a_machine_is_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    from minicnn import cli
+
+    monkeypatch.setattr(distributed, "size", lambda: 2)
+    monkeypatch.setattr(distributed, "local_size", lambda: 2)
+    with pytest.raises(mc.UserError, match="--device gpu:1 puts all 2 processes of this machine on one GPU"):
+        cli._device(SimpleNamespace(device="gpu:1"))
+
+
+@needs_mpi
+def test_an_unexpected_set_up_error_on_one_rank_ends_every_rank_with_exit_1_not_a_hang(tmp_path):
+    code = (
+        "import sys\n"
+        "from minicnn import cli, distributed\n"
+        "def step():\n"
+        "    if distributed.rank() == 1:\n"
+        "        raise MemoryError('cannot allocate the dataset')\n"
+        "try:\n"
+        "    cli._on_every_rank(step)\n"
+        "except cli._RanksFailed as exc:\n"
+        "    open(f'{sys.argv[1]}/{distributed.rank()}', 'w').write(f'{exc.code} {exc.lines()}')\n"
+    )
+    r = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", code, str(tmp_path)], env=cli_env(MINICNN_DIST_TIMEOUT=20),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    expected = "1 ['minicnn: error: MemoryError: cannot allocate the dataset (on rank 1)']"
+    assert [(tmp_path / str(rank)).read_text() for rank in (0, 1)] == [expected, expected]
+    assert "Traceback" in r.stderr  # the rank that met it shows where
+
+
+@needs_mpi
+def test_three_processes_and_a_resume_on_one_process_give_the_parameters_of_one(tiny_fashion_dir, tmp_path):
+    args = ("train", "lenet", "--data-dir", tiny_fashion_dir, *UNEVEN)
+    one = mpirun(1, *args, "--save", tmp_path / "one.npz")
+    three = mpirun(3, *args, "--save", tmp_path / "three.npz", "--log", tmp_path / "three.jsonl")
+    assert one.returncode == 0 and three.returncode == 0, one.stderr + three.stderr
+    assert_close_to_one_process(params(tmp_path / "one.npz"), params(tmp_path / "three.npz"))
+    assert len((tmp_path / "three.jsonl").read_text().splitlines()) == 2  # rank 0 alone writes the log
+    path = tmp_path / "moved.npz"
+    first = mpirun(2, *args, "--save", path, env={"MINICNN_TEST_INTERRUPT_AFTER": 4})
+    assert first.returncode == 130, first.stderr
+    rest = mpirun(1, "train", "lenet", "--resume", path, "--no-progress")  # on one process now
+    assert rest.returncode == 0, rest.stderr
+    assert_close_to_one_process(params(tmp_path / "one.npz"), params(path))

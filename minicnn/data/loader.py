@@ -16,6 +16,12 @@ from minicnn.data.transforms import array_module, to_tensor
 from minicnn.errors import ShapeError
 
 
+def rows_of_rank(n: int, r: int, ranks: int) -> tuple[int, int]:
+    """The rows [n*r//ranks, n*(r+1)//ranks) of a batch of n that rank r of `ranks` data-parallel processes takes:
+    in rank order, sizes differing by at most 1 (distributed.py)."""
+    return n * r // ranks, n * (r + 1) // ranks
+
+
 class DataLoader:
     """Iterate `(X, y)` batches: X = transform(images[batch]) (default `to_tensor`: `(B, 1, H, W)`), y labels.
 
@@ -83,6 +89,11 @@ class DataLoader:
         order = self._rng.permutation(self.num_samples) if self.shuffle else None
         return self._batches(order, start_batch * self.batch_size)
 
+    def global_rows(self, k: int) -> int:
+        """The rows of the global batch k (0-based) of an epoch, all ranks' together: the batch size, or fewer for
+        the last batch."""
+        return min(self.batch_size, self.num_samples - k * self.batch_size)
+
     def get_state(self) -> dict:
         """The shuffling generator's state (JSON-serialisable), for checkpoints."""
         return self._rng.bit_generator.state
@@ -96,7 +107,7 @@ class DataLoader:
         try:
             for start in range(first, self.num_samples, self.batch_size):
                 b = min(self.batch_size, self.num_samples - start)  # the global batch's rows
-                lo, hi = b * r // ranks, b * (r + 1) // ranks  # this process's rows of it: all of them in one
+                lo, hi = rows_of_rank(b, r, ranks)  # this process's rows of it: all of them in one process
                 if order is None:
                     index: Any = slice(start + lo, start + hi)  # a view, no copy
                 else:
@@ -105,6 +116,8 @@ class DataLoader:
                 if ranks > 1:  # dropout draws the masks of the whole global batch and keeps these rows
                     random.set_batch_rows((lo, hi, b))
                 yield self.transform(self.images[index]), self.labels[index]
+                if ranks > 1:  # only while the batch is in use
+                    random.set_batch_rows(None)
         finally:
             if ranks > 1:
                 random.set_batch_rows(None)
