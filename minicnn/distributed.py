@@ -278,7 +278,7 @@ def _collective(buf, op: str, root: int = 0) -> None:
         from . import distributed_nccl
 
         if distributed_nccl.usable():
-            distributed_nccl.collective(buf, op, root)
+            distributed_nccl.collective(buf, op, root, world())
             return
         host = buf.get()
         _mpi(host, op, root)

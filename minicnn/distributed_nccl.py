@@ -8,9 +8,9 @@ distributed.py copies GPU arrays to the host and reduces them over MPI instead.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
+
+_communicators: dict[int, object] = {}
 
 
 def usable() -> bool:
@@ -22,18 +22,16 @@ def usable() -> bool:
     return bool(getattr(nccl, "available", True))
 
 
-@functools.cache
-def _communicator(device_id: int):
+def _communicator(device_id: int, comm):
     """The NCCL communicator of every rank's GPU, made once per device by every rank at the same time (at their
-    first collective on the GPU): rank 0's unique id reaches the others over MPI."""
-    from cupy.cuda import nccl
+    first collective on the GPU): rank 0's unique id reaches the others over the MPI communicator `comm`."""
+    if device_id not in _communicators:
+        from cupy.cuda import nccl
 
-    from .distributed import world
-
-    comm = world()
-    unique_id = nccl.get_unique_id() if comm.Get_rank() == 0 else None
-    unique_id = comm.bcast(unique_id, root=0)
-    return nccl.NcclCommunicator(comm.Get_size(), unique_id, comm.Get_rank())
+        unique_id = nccl.get_unique_id() if comm.Get_rank() == 0 else None
+        unique_id = comm.bcast(unique_id, root=0)
+        _communicators[device_id] = nccl.NcclCommunicator(comm.Get_size(), unique_id, comm.Get_rank())
+    return _communicators[device_id]
 
 
 def nccl_type(dtype) -> int:
@@ -47,13 +45,13 @@ def nccl_type(dtype) -> int:
     return types[np.dtype(dtype)]
 
 
-def collective(buf, op: str, root: int) -> None:
+def collective(buf, op: str, root: int, comm) -> None:
     """Sum (op 'sum') or broadcast (op 'bcast', from `root`) the contiguous CuPy array `buf` in place, on the
-    current CUDA stream."""
+    current CUDA stream, over the ranks of the MPI communicator `comm` (distributed.world())."""
     import cupy
     from cupy.cuda import nccl
 
-    nc = _communicator(cupy.cuda.Device().id)
+    nc = _communicator(cupy.cuda.Device().id, comm)
     stream = cupy.cuda.get_current_stream().ptr
     if op == "sum":
         nc.allReduce(buf.data.ptr, buf.data.ptr, buf.size, nccl_type(buf.dtype), nccl.NCCL_SUM, stream)

@@ -447,12 +447,9 @@ def test_gpu_gradients_go_over_nccl_whose_id_rank_0_sends_to_the_others(monkeypa
     sent = []
     comm = SimpleNamespace(Get_rank=lambda: 1, Get_size=lambda: 4, bcast=lambda v, root: sent.append(v) or (5, 6))
     monkeypatch.setattr(distributed, "world", lambda: comm)
-    distributed_nccl._communicator.cache_clear()
-    try:
-        distributed._collective(_FakeGpuArray(np.zeros(6, np.float32)), "sum")
-        distributed._collective(_FakeGpuArray(np.zeros(3, np.float64)), "bcast", root=0)
-    finally:
-        distributed_nccl._communicator.cache_clear()
+    monkeypatch.setattr(distributed_nccl, "_communicators", {})
+    distributed._collective(_FakeGpuArray(np.zeros(6, np.float32)), "sum")
+    distributed._collective(_FakeGpuArray(np.zeros(3, np.float64)), "bcast", root=0)
     assert sent == [None]  # rank 1 makes no id of its own: it takes rank 0's
     assert nccl.calls == [
         ("join", 4, (5, 6), 1),
