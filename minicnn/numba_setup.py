@@ -13,7 +13,7 @@ LLVM 14 (numba 0.60, the MXNet environment's) gives up beyond 8 such checks: the
 five or nine runs of one plane, stayed scalar there and ran 4-6 times slower than with numba's later LLVMs
 (docs/performance.md). With LLVM 14 the limit is raised (`-runtime-memory-check-threshold=64`), and the cache
 directory's name says so, so that code compiled without it is not loaded. (Later LLVMs group the runs of one array
-themselves; raising the limit there made the first LeNet layer slower.)
+themselves; raising the limit there made the first LeNet layer slower.) MINICNN_LLVM_OPTIONS=0 leaves it out.
 
 numba picks a kernel's cache directory when the kernel is decorated, that is when its module is imported, so
 `minicnn/__init__.py` imports this module before any kernel module; this works whether or not numba was imported
@@ -36,6 +36,8 @@ def llvm_options() -> tuple[tuple[str, ...], str]:
     """(the LLVM options minicnn sets for this llvmlite, the suffix they give the cache directory's name)."""
     import llvmlite.binding as llvm
 
+    if os.environ.get("MINICNN_LLVM_OPTIONS", "").strip() == "0":  # to measure what they change
+        return (), ""
     if llvm.llvm_version_info[0] < OLD_LLVM_BELOW:
         return OLD_LLVM_OPTIONS, "-mc64"
     return (), ""
