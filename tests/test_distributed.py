@@ -277,7 +277,7 @@ def test_a_rank_that_dies_or_hangs_ends_the_run_with_a_clear_message_within_a_ti
     env = cli_env(MINICNN_DIST_TIMEOUT=5)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
-        if line.startswith("epoch 1,"):
+        if line.startswith("epoch 2,"):  # epoch 1's checkpoint is on disk (saved before epoch 2 began)
             break
     victim = _rank_pid(1, str(path))
     start = time.monotonic()
