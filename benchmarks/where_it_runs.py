@@ -3,8 +3,8 @@ kernel, both environments, and a first run on an empty kernel cache.
 
     ./dev python benchmarks/where_it_runs.py [--rounds 2] [--steps 100] [--no-first-run]
 
-Forms, each in a fresh process of the environment's Python (.venv: numpy 2.x; .venv-ref: numpy 1.23.5, numba 0.60,
-the MXNet environment):
+Forms, each in a fresh process of the environment's Python (current, .venv: numpy 2.x; MXNet env, .venv-ref: numpy
+1.23.5, numba 0.60):
 - `numpy first`: a user's script, `import numpy as np` and then `import minicnn`;
 - `minicnn first`: the same script with the imports the other way round;
 - `python -m minicnn`: `python -m minicnn train lenet --epochs 2` (its epoch line; it times no single step);
@@ -29,7 +29,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENVIRONMENTS = {"current": ROOT / ".venv/bin/python", "reference": ROOT / ".venv-ref/bin/python"}
+ENVIRONMENTS = {"current": ROOT / ".venv/bin/python", "MXNet env": ROOT / ".venv-ref/bin/python"}
+CORE_NAME = (  # which kernels OpenBLAS picked for this CPU (it reads OPENBLAS_CORETYPE when it loads)
+    "import ctypes, numpy\n"
+    "path = next(line.split()[-1] for line in open('/proc/self/maps') if 'openblas' in line)\n"
+    "lib = ctypes.CDLL(path)\n"
+    "for name in ('scipy_openblas_get_corename64_', 'openblas_get_corename64_', 'openblas_get_corename'):\n"
+    "    if hasattr(lib, name):\n"
+    "        getattr(lib, name).restype = ctypes.c_char_p\n"
+    "        print(getattr(lib, name)().decode())\n"
+    "        break\n"
+)
 FORMS = ("numpy first", "minicnn first", "python -m minicnn", "Jupyter kernel")
 EPOCH = re.compile(r"epoch (\d+), .* time ([\d.]+) sec")
 
@@ -144,6 +154,9 @@ def main() -> None:
     from networks import cpu_model
 
     print(f"# {cpu_model()}, {os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}")
+    for env, python in ENVIRONMENTS.items():
+        core = subprocess.run([str(python), "-c", CORE_NAME], capture_output=True, text=True, check=False)
+        print(f"# {env}: OpenBLAS runs its {core.stdout.strip() or '?'} kernels")
     cells: dict = {}
     for _ in range(args.rounds):
         for env, python in ENVIRONMENTS.items():
@@ -160,7 +173,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for (env, form), runs in cells.items():
         steps = " ".join(f"{r['step_ms']:.2f}" for r in runs if "step_ms" in r) or "-"
-        epochs = " ".join(f"{r['epoch_s']:.2f}" for r in runs)
+        digits = 1 if form == "python -m minicnn" else 2  # the command line prints its epoch time to 0.1 s
+        epochs = " ".join(f"{r['epoch_s']:.{digits}f}" for r in runs)
         print(f"| {env} | {form} | {steps} | {epochs} |")
     if args.no_first_run:
         return
@@ -171,7 +185,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as cache:
             r = run_cli(python, dict(os.environ, NUMBA_CACHE_DIR=cache))
         if r is not None:
-            print(f"| {env} | {r['to_first_epoch_s']:.1f} | {r['epochs'][0]:.2f} | {r['epochs'][1]:.2f} |")
+            print(f"| {env} | {r['to_first_epoch_s']:.1f} | {r['epochs'][0]:.1f} | {r['epochs'][1]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ other's cache index, and every run in one compiles every kernel again. So, unles
 
 **How.** LLVM vectorises a loop over several arrays only after checking at run time that they do not overlap, and
 LLVM 14 (numba 0.60, the MXNet environment's) gives up beyond 8 such checks: the plane kernels' loops, which read
-five or nine runs of one plane, stayed scalar there and ran 4-6 times slower than with numba's later LLVMs
-(docs/performance.md). With LLVM 14 the limit is raised (`-runtime-memory-check-threshold=64`), and the cache
-directory's name says so, so that code compiled without it is not loaded. (Later LLVMs group the runs of one array
-themselves; raising the limit there made the first LeNet layer slower.) MINICNN_LLVM_OPTIONS=0 leaves it out.
+five or nine runs of one plane, stayed scalar there, and LeNet's step took two to three times as long as with
+numba's later LLVMs (docs/performance.md, "Wherever it runs"). With LLVM 14 the limit is raised
+(`-runtime-memory-check-threshold=64`), and the cache directory's name says so, so that code compiled without it is
+not loaded. (Later LLVMs group the runs of one array themselves; raising the limit there made the first LeNet layer
+slower.) MINICNN_LLVM_OPTIONS=0 leaves it out. A directory the user names (NUMBA_CACHE_DIR) is used as it is, so
+there each setting needs a directory of its own.
 
 numba picks a kernel's cache directory when the kernel is decorated, that is when its module is imported, so
 `minicnn/__init__.py` imports this module before any kernel module; this works whether or not numba was imported
