@@ -3,20 +3,20 @@
     ./dev notebook --no-browser --port 8890 --IdentityProvider.token=TOKEN &     # the server, as a learner starts it
     ./dev python benchmarks/notebooks.py --url http://127.0.0.1:8890 --token TOKEN [5.5-lenet ...]
 
-For each notebook the server starts a kernel (POST /api/sessions, the notebook's own kernel); this script sends
-the notebook's code cells to it one after another over the kernel's websocket, with the notebook's default
-parameters, and stops at the first cell that fails, printing its error. Printed: each notebook's seconds from its
-first cell to its last, and whether every cell ran. The kernels are shut down afterwards.
+For each notebook the server starts a kernel (POST /api/kernels, in the notebooks' directory, as opening the
+notebook does); this script connects to it through the connection file the server wrote for it (jupyter_client)
+and sends the notebook's code cells one after another, with the notebook's default parameters, stopping at the
+first cell that fails and printing its error. Printed: each notebook's seconds from its first cell to its last,
+and whether every cell ran. The kernels are shut down afterwards. Run it as the server's user on the server's
+machine: the connection files are in that user's Jupyter runtime directory.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from urllib.request import Request, urlopen
 
@@ -31,53 +31,35 @@ def api(url: str, token: str, method: str, path: str, body: dict | None = None) 
     return json.loads(text) if text else None
 
 
-def message(session: str, code: str) -> tuple[str, str]:
-    msg_id = uuid.uuid4().hex
-    return msg_id, json.dumps({
-        "header": {"msg_id": msg_id, "username": "minicnn", "session": session, "msg_type": "execute_request",
-                   "version": "5.3", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},
-    })  # fmt: skip
+def run_cells(kernel_id: str, cells: list[str]) -> tuple[bool, str]:
+    """Execute `cells` in the server's kernel `kernel_id` one by one; (all ran, the first failure's error or '')."""
+    from jupyter_client import BlockingKernelClient
+    from jupyter_core.paths import jupyter_runtime_dir
 
-
-async def run_cells(url: str, token: str, kernel: str, cells: list[str]) -> tuple[bool, str]:
-    """Execute `cells` in kernel `kernel` one by one; (all ran, the error of the first that failed, or '')."""
-    from tornado.websocket import websocket_connect
-
-    ws_url = url.replace("http", "ws", 1) + f"/api/kernels/{kernel}/channels?token={token}"
-    socket = await websocket_connect(ws_url)
-    session = uuid.uuid4().hex
+    client = BlockingKernelClient(connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
     try:
+        client.wait_for_ready(timeout=60)
         for code in cells:
-            msg_id, text = message(session, code)
-            await socket.write_message(text)
-            while True:
-                reply = json.loads(await socket.read_message())
-                if reply.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind, content = reply["header"]["msg_type"], reply["content"]
-                if kind == "execute_reply":
-                    if content["status"] != "ok":
-                        return False, f"{content.get('ename')}: {content.get('evalue')}"
-                    break
+            reply = client.execute_interactive(code, timeout=3600, output_hook=lambda msg: None)
+            if reply["content"]["status"] != "ok":
+                return False, f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}"
     finally:
-        socket.close()
+        client.stop_channels()
     return True, ""
 
 
 def run_notebook(url: str, token: str, path: Path) -> tuple[float, bool, str]:
     notebook = json.loads(path.read_text())
     cells = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
-    body = {"path": path.name, "type": "notebook", "name": path.name, "kernel": {"name": "python3"}}
-    started = api(url, token, "POST", "/api/sessions", body)
+    kernel = api(url, token, "POST", "/api/kernels", {"name": "python3", "path": ""})  # the server's root: notebooks/
     try:
         start = time.perf_counter()
-        ok, error = asyncio.run(run_cells(url, token, started["kernel"]["id"], cells))
+        ok, error = run_cells(kernel["id"], cells)
         return time.perf_counter() - start, ok, error
     finally:
-        api(url, token, "DELETE", f"/api/sessions/{started['id']}")
+        api(url, token, "DELETE", f"/api/kernels/{kernel['id']}")
 
 
 def main() -> None:
