@@ -5,7 +5,12 @@
 Each argument after the options is one variant: space-separated NAME=VALUE pairs set for the worker, or `-` for
 none (the library's defaults). The variants run one after another, `--rounds` times over, each in a fresh process
 with 2 BLAS/OpenMP/numba threads, so a slow minute of the machine falls on all of them alike. Printed: the median
-step time of each run, then each variant's runs side by side.
+step time of each run and the checkout whose minicnn it ran, then each variant's runs side by side.
+
+To time another checkout's code (an older commit's worktree, say) against this one's, name it on PYTHONPATH:
+
+    git worktree add /tmp/before HEAD~1
+    ./dev python benchmarks/ab_env.py lenet --steps 80 --rounds 6 PYTHONPATH=/tmp/before -
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 THREADS = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"), "2")
 
 
-def run(case: str, steps: int, variant: str) -> float | None:
+def run(case: str, steps: int, variant: str) -> tuple[float, str] | None:
     env = dict(os.environ, PYTHONPATH=str(ROOT), **THREADS)
     for pair in variant.split():
         if pair != "-":
@@ -33,7 +38,8 @@ def run(case: str, steps: int, variant: str) -> float | None:
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
-            return statistics.median(json.loads(line[7:])["step_sec"]) * 1e3
+            result = json.loads(line[7:])
+            return statistics.median(result["step_sec"]) * 1e3, result["checkout"]
     print(f"  {variant}: failed ({(out.stderr.strip().splitlines() or ['?'])[-1]})", file=sys.stderr)
     return None
 
@@ -48,10 +54,11 @@ def main() -> None:
     times: dict[str, list[float]] = {v: [] for v in args.variants}
     for r in range(args.rounds):
         for v in args.variants:
-            ms = run(args.case, args.steps, v)
-            if ms is not None:
+            got = run(args.case, args.steps, v)
+            if got is not None:
+                ms, checkout = got
                 times[v].append(ms)
-                print(f"round {r}  {v:50s} {ms:10.2f} ms", flush=True)
+                print(f"round {r}  {v:50s} {ms:10.2f} ms  (minicnn from {checkout})", flush=True)
     print(f"\n{args.case}: median step ms per run, --steps {args.steps}")
     for v, ms in times.items():
         print(f"{v:50s} " + " ".join(f"{m:9.2f}" for m in ms))

@@ -89,9 +89,17 @@ def random_batch(batch: int, side: int):
 
 
 # ---- workers: one network in one framework, in this process ---------------------------------------------
+def minicnn_on_path() -> None:
+    """Make `import minicnn` find this checkout's, unless PYTHONPATH names a directory holding another one: that is
+    how ab_env.py times an older checkout (`PYTHONPATH=/tmp/before`) with this script."""
+    named = [Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if not any((p / "minicnn" / "__init__.py").is_file() for p in named):
+        sys.path.insert(0, str(ROOT))
+
+
 def minicnn_setup(name: str, options: dict, side: int, batch: int, device: str):
     """The chapter's network (Xavier), its SGD trainer and a random batch, in minicnn on `device`."""
-    sys.path.insert(0, str(ROOT))
+    minicnn_on_path()
     import minicnn as mc
     from minicnn import init, models, random
     from minicnn.device import parse
@@ -119,7 +127,10 @@ def run_minicnn(name: str, options: dict, side: int, batch: int, warmup: int, st
         trainer.step(batch)
         ctx.backend.synchronize()  # a GPU step is only over when its kernels are
 
-    return {"step_sec": time_steps(step, warmup, steps, MIN_SECONDS), "device": str(ctx)}
+    import minicnn
+
+    checkout = str(Path(minicnn.__file__).resolve().parents[1])  # which minicnn ran: ab_env.py prints it
+    return {"step_sec": time_steps(step, warmup, steps, MIN_SECONDS), "device": str(ctx), "checkout": checkout}
 
 
 def run_minicnn_conv(name: str, options: dict, side: int, batch: int, warmup: int, steps: int, device: str) -> dict:
