@@ -49,6 +49,9 @@ def ones(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
     return NDArray((ctx or cpu()).backend.xp.ones(shape, dtype=dtype))
 
 
+# isort: split
+from . import gluon, nd  # noqa: E402  (last: nd's functions are the ones above, `mc.nd.array` is `mc.array`)
+
 __all__ = [
     "Context",
     "DataError",
@@ -62,9 +65,11 @@ __all__ = [
     "concat",
     "config",
     "cpu",
+    "gluon",
     "gpu",
     "init",
     "loss",
+    "nd",
     "nn",
     "ones",
     "ops",

@@ -359,6 +359,8 @@ def _on_every_rank(step):
         problem = (f"minicnn: error: {exc}", 2)
     except OSError as exc:
         problem = (_os_error_line(exc), 2)
+    except MemoryError as exc:
+        problem = (_memory_error_line(exc), 2)
     except Exception as exc:
         traceback.print_exc()
         problem = (f"minicnn: error: {type(exc).__name__}: {exc}", 1)
@@ -634,6 +636,12 @@ COMMANDS = {
 }  # fmt: skip
 
 
+def _memory_error_line(exc: MemoryError) -> str:
+    """A run too large for the machine's (or the GPU's) memory, as one line: the sizes are the user's to choose."""
+    what = str(exc).strip() or "a buffer could not be allocated"
+    return f"minicnn: error: out of memory: {what}; try a smaller --batch-size or --input-size/--resize"
+
+
 def _os_error_line(exc: OSError) -> str:
     """A path given on the command line cannot be written or read (--save, --log, --out, ...), as one line."""
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
@@ -658,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         lines, code = [f"minicnn: error: {exc}"], 2
     except OSError as exc:
         lines, code = [_os_error_line(exc)], 2
+    except MemoryError as exc:
+        lines, code = [_memory_error_line(exc)], 2
     except KeyboardInterrupt:
         lines, code = ["minicnn: interrupted"], 130
     for line in lines if speak else ():
@@ -679,6 +689,8 @@ def _one_fails_all_stop(ranks: int):
         distributed.abort(f"error: {exc}", 2)
     except OSError as exc:
         distributed.abort(_os_error_line(exc).removeprefix("minicnn: "), 2)
+    except MemoryError as exc:
+        distributed.abort(_memory_error_line(exc).removeprefix("minicnn: "), 2)
     except KeyboardInterrupt:
         distributed.abort("interrupted", 130)
     except Exception as exc:

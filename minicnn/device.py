@@ -56,6 +56,22 @@ def try_gpu(device_id: int = 0) -> Context:
         return cpu()
 
 
+def one_context(ctx, what: str) -> Context | None:
+    """`ctx` as one Context: Gluon lets initialize() take a list of devices, one copy of the parameters on each;
+    minicnn keeps one copy, so a list must name one device (several processes, one per device, is
+    docs/distributed.md's way)."""
+    if isinstance(ctx, (list, tuple)):
+        if len(ctx) != 1:
+            raise ValueError(
+                f"{what}: ctx={list(ctx)} names {len(ctx)} devices; minicnn keeps the parameters on one, give one "
+                "(for several devices, run one process per device: docs/distributed.md)"
+            )
+        ctx = ctx[0]
+    if ctx is not None and not isinstance(ctx, Context):
+        raise TypeError(f"{what}: ctx must be a device such as minicnn.cpu() or minicnn.gpu(0), got {ctx!r}")
+    return ctx
+
+
 def context_of(a) -> Context:
     """The device an array lives on."""
     module = backend.of(a)

@@ -65,6 +65,20 @@ def test_user_errors_print_one_line_and_exit_2(args, message):
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["summary", "lenet", "--input-size", "1000000"],  # a 3.6 TiB input
+        ["profile", "lenet", "--batch-size", "1000000000"],  # a 5.7 TiB batch
+    ],
+)
+def test_sizes_beyond_the_machines_memory_are_one_line_and_exit_2(args):
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert "out of memory" in r.stderr and "--batch-size" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_a_data_dir_without_the_files_is_one_line_naming_it_and_exit_2_not_a_fallback(
     tmp_path, tiny_fashion_dir, monkeypatch, capsys
 ):

@@ -259,6 +259,93 @@ def test_dense_flattens_a_4d_input():
     np.testing.assert_allclose(y.asnumpy(), np.maximum(x.asnumpy().reshape(2, 18) @ w.T + b, 0), rtol=1e-5, atol=1e-6)
 
 
+def test_dense_without_flatten_maps_the_last_axis_and_keeps_the_others():
+    dense = nn.Dense(3, activation="relu", flatten=False)
+    dense.initialize(init=init.Normal(1.0))
+    x = image((2, 4, 5))
+    y = dense(x)
+    w, b = dense.weight.data().asnumpy(), dense.bias.data().asnumpy()
+    assert y.shape == (2, 4, 3) and w.shape == (3, 5)
+    np.testing.assert_allclose(y.asnumpy(), np.maximum(x.asnumpy() @ w.T + b, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_layers_take_gluons_positional_arguments_in_gluons_order():
+    assert nn.Dense(3, None, True, False).flatten is False  # units, activation, use_bias, flatten
+    conv = nn.Conv2D(4, 3, 1, 1, 1, 1, "NCHW", "relu")  # ..., dilation, groups, layout, activation
+    assert conv.activation == "relu" and conv.pad == (1, 1)
+    pool = nn.AvgPool2D(3, 2, 1, "NCHW", False, True)  # ..., layout, ceil_mode, count_include_pad
+    assert (pool.pool_size, pool.strides, pool.padding) == (3, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: nn.Conv2D(4, 3, dilation=2), "dilation=2 is not supported"),
+        (lambda: nn.Conv2D(4, 3, groups=2), "groups=2 is not supported"),
+        (lambda: nn.Conv2D(4, 3, layout="NHWC"), "layout='NHWC' is not supported"),
+        (lambda: nn.MaxPool2D(2, ceil_mode=True), "ceil_mode=True is not supported"),
+        (lambda: nn.AvgPool2D(2, count_include_pad=False), "count_include_pad=False is not supported"),
+        (lambda: nn.GlobalAvgPool2D(layout="NHWC"), "layout='NHWC' is not supported"),
+        (lambda: nn.Dropout(0.5, axes=(1,)), "axes=(1,) (a mask shared along axes) is not supported"),
+    ],
+)
+def test_gluon_options_minicnn_lacks_are_refused_when_the_layer_is_made(make, message):
+    with pytest.raises(ValueError, match="^(conv|pool|dropout)[0-9]+: ") as err:
+        make()
+    assert message in str(err.value)
+
+
+def test_a_prefix_names_the_parameters_and_the_block_as_in_gluon():
+    dense = nn.Dense(2, prefix="fc_")
+    assert dense.name == "fc" and list(dense.collect_params()) == ["fc_weight", "fc_bias"]
+
+
+def test_a_custom_block_makes_parameters_with_params_get_as_in_gluon():
+    class Scale(nn.Block):
+        def __init__(self):
+            super().__init__(prefix="scale_")
+            with self.name_scope():
+                self.gamma = self.params.get("gamma", shape=(1, 3, 1, 1), init=init.One())
+
+        def forward(self, x):
+            return x * self.gamma.data()
+
+    block = Scale()
+    assert block.params.get("gamma") is block.gamma  # asked again: the same parameter
+    assert list(block.collect_params()) == ["scale_gamma"]
+    block.initialize()
+    x = image((2, 3, 2, 2))
+    x.attach_grad()
+    with autograd.record():
+        y = block(x).sum()
+    y.backward()
+    np.testing.assert_array_equal(block.gamma.grad().asnumpy(), x.asnumpy().sum(axis=(0, 2, 3)).reshape(1, 3, 1, 1))
+
+
+def test_a_hybrid_forward_block_is_told_to_define_forward():
+    class Old(nn.HybridBlock):
+        def hybrid_forward(self, F, x):
+            return x
+
+    with pytest.raises(NotImplementedError, match="define forward"):
+        Old()(image())
+
+
+def test_initialize_takes_a_list_naming_one_device_and_refuses_several():
+    dense = nn.Dense(2, in_units=3)
+    dense.initialize(ctx=[mc.cpu()])
+    assert dense.weight.list_ctx() == [mc.cpu()]
+    with pytest.raises(ValueError, match="names 2 devices"):
+        nn.Dense(2).initialize(ctx=[mc.cpu(), mc.gpu(0)])
+    with pytest.raises(TypeError, match="ctx must be a device"):
+        nn.Dense(2).initialize(ctx="cpu")
+
+
+def test_nd_and_gluon_are_attributes_of_the_package_as_in_mxnet():
+    assert mc.nd.array([1, 2]).shape == (2,)
+    assert mc.gluon.nn.Dense is nn.Dense and mc.gluon.loss.SoftmaxCrossEntropyLoss is mc.loss.SoftmaxCrossEntropyLoss
+
+
 def test_activation_layer_and_unknown_activation_names():
     x = mc.array([[-1.0, 2.0]])
     np.testing.assert_array_equal(nn.Activation("relu")(x).asnumpy(), [[0.0, 2.0]])

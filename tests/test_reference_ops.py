@@ -477,6 +477,80 @@ def test_softmax_cross_entropy_loss_and_gradient_match_mxnet(n, classes, spread,
     assert_close(g[0], g_ref[0], classes, f"softmax cross-entropy d/dlogits spread={spread}", atol=2e-5)
 
 
+@settings(deadline=None)
+@given(
+    lead=st.lists(st.integers(1, 4), min_size=1, max_size=3),  # (N,), (N, T) and (N, T, U) positions per sample
+    classes=st.integers(1, 6),
+    sparse_label=st.booleans(),
+    from_logits=st.booleans(),
+    label_axis=st.booleans(),  # class indices with a trailing axis of 1, as (N, 1)
+    weight=st.sampled_from([None, 0.5]),
+    sample_weight=st.booleans(),
+    seed=seeds,
+)
+def test_softmax_cross_entropy_loss_options_match_gluons(
+    lead, classes, sparse_label, from_logits, label_axis, weight, sample_weight, seed
+):
+    """Gluon's SoftmaxCrossEntropyLoss options: predictions (N, ..., K) (a sample's loss is the mean over its
+    positions), distributions as labels (sparse_label=False), log-probabilities as predictions (from_logits),
+    weight and sample_weight (N, ..., 1); losses and the gradients of predictions and sample weights."""
+    rng = np.random.default_rng(seed)
+    shape = (*lead, classes)
+    z = uniform(rng, shape) * 4
+    if from_logits:  # log-probabilities, as a log_softmax layer would give them
+        z = (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
+    if sparse_label:
+        labels = rng.integers(0, classes, size=(*lead, 1) if label_axis else tuple(lead)).astype(np.float32)
+    else:
+        labels = rng.random(shape).astype(np.float32)
+        labels /= labels.sum(axis=-1, keepdims=True)
+    inputs = [z, labels] + ([rng.random((*lead, 1)).astype(np.float32)] if sample_weight else [])
+    grads = [True, False] + ([True] if sample_weight else [])
+    head = uniform(rng, (lead[0],))
+    options = {"sparse_label": sparse_label, "from_logits": from_logits, "weight": weight}
+    y, g = run_minicnn(mc.loss.SoftmaxCrossEntropyLoss(**options), inputs, head, grads=grads)
+    y_ref, g_ref = run_mxnet(mx.gluon.loss.SoftmaxCrossEntropyLoss(**options), inputs, head, grads=grads)
+    what = f"softmax cross-entropy {options} predictions {shape} labels {labels.shape}"
+    assert_close(y, y_ref, classes, f"{what}: loss", atol=1e-4)  # MXNet's log-softmax: see the test above
+    assert_close(g[0], g_ref[0], classes, f"{what}: d/dpredictions", atol=2e-5)
+    if sample_weight:
+        assert_close(g[2], g_ref[2], classes, f"{what}: d/dsample_weight", atol=1e-4)
+
+
+@settings(deadline=None)
+@given(
+    lead=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    features=st.integers(1, 5),
+    units=st.integers(1, 6),
+    use_bias=st.booleans(),
+    seed=seeds,
+)
+def test_dense_without_flatten_acts_on_the_last_axis_like_gluons(lead, features, units, use_bias, seed):
+    """nn.Dense(units, flatten=False): x (..., K) -> (..., units), outputs and gradients (x, weight, bias)."""
+    rng = np.random.default_rng(seed)
+    x = uniform(rng, (*lead, features))
+    w, b = uniform(rng, (units, features)), uniform(rng, (units,))
+    head = uniform(rng, (*lead, units))
+
+    def layer(lib):
+        dense = lib.gluon.nn.Dense(units, use_bias=use_bias, flatten=False, in_units=features)
+        dense.initialize()
+        dense.weight.set_data(lib.nd.array(w))
+        if use_bias:
+            dense.bias.set_data(lib.nd.array(b))
+        return dense
+
+    ours, theirs = layer(mc), layer(mx)
+    y, (g,) = run_minicnn(ours, [x], head)
+    y_ref, (g_ref,) = run_mxnet(theirs, [x], head)
+    assert_close(y, y_ref, features + 1, f"dense(flatten=False) output x{x.shape}")
+    assert_close(g, g_ref, units, f"dense(flatten=False) d/dx x{x.shape}")
+    rows = int(np.prod(lead))
+    assert_close(ours.weight.grad().asnumpy(), theirs.weight.grad().asnumpy(), rows, "d/dweight")
+    if use_bias:
+        assert_close(ours.bias.grad().asnumpy(), theirs.bias.grad().asnumpy(), rows, "d/dbias")
+
+
 # ---- dropout -------------------------------------------------------------------------------------------
 def _mxnet_dropout(rate):
     return lambda a: mx.nd.Dropout(a, p=rate)

@@ -21,6 +21,14 @@ def check_input(layer: str, x, ndim: int | None = None, what: str = "") -> NDArr
     return x
 
 
+def only_defaults(layer: str, **given) -> None:
+    """A ValueError naming the first Gluon argument given another value than the only one minicnn supports:
+    given = {name: (value, the supported value)}."""
+    for name, (value, supported) in given.items():
+        if value != supported:
+            raise ValueError(f"{layer}: {name}={value!r} is not supported; minicnn takes only {name}={supported!r}")
+
+
 def require_initialized(layer: str, param, x: NDArray) -> NDArray:
     """The parameter's values, checked to live on the same device as the input."""
     w = param.data()
@@ -33,7 +41,10 @@ def require_initialized(layer: str, param, x: NDArray) -> NDArray:
 
 
 class Dense(Block):
-    """x: (N, ...) flattened to (N, K) -> (N, units); weight (units, K), bias (units,)."""
+    """x: (N, ...) flattened to (N, K) -> (N, units); weight (units, K), bias (units,).
+
+    With flatten=False the layer acts on the last axis alone, as in Gluon: x (..., K) -> (..., units). The arguments
+    are Gluon's, in Gluon's order."""
 
     alias = "dense"
 
@@ -42,37 +53,49 @@ class Dense(Block):
         units: int,
         activation: str | None = None,
         use_bias: bool = True,
-        in_units: int = 0,
+        flatten: bool = True,
+        dtype="float32",
         weight_initializer=None,
         bias_initializer="zeros",
+        in_units: int = 0,
         prefix: str | None = None,
+        params=None,
     ):
         super().__init__(prefix)
         self.units = integer(units, f"{self.name}: units")
         if self.units <= 0:
             raise ValueError(f"{self.name}: units must be positive, got {units}")
         self.activation = ops.activation.check_activation(activation)
-        self.params("weight", (self.units, integer(in_units, f"{self.name}: in_units")), init=weight_initializer)
+        self.flatten = bool(flatten)
+        k = integer(in_units, f"{self.name}: in_units")
+        self.weight = self.params.get("weight", shape=(self.units, k), init=weight_initializer, dtype=dtype)
         if use_bias:
-            self.params("bias", (self.units,), init=_init.create(bias_initializer))
+            self.bias = self.params.get("bias", shape=(self.units,), init=_init.create(bias_initializer), dtype=dtype)
         else:
             self.bias = None
 
     def forward(self, x):
         x = check_input(self.name, x)
-        if x.ndim < 2:
-            raise ShapeError(f"{self.name}: expected an input (N, ...) with a batch axis, got shape {x.shape}")
-        k = math.prod(x.shape[1:])
+        least = 2 if self.flatten else 1
+        if x.ndim < least:
+            axes = "(N, ...) with a batch axis" if self.flatten else "(..., K) with at least one axis"
+            raise ShapeError(f"{self.name}: expected an input {axes}, got shape {x.shape}")
+        k = math.prod(x.shape[1:]) if self.flatten else x.shape[-1]
         if not self.weight.shape_known:
             self.weight._finish_deferred((self.units, k))
         w = require_initialized(self.name, self.weight, x)
         if k != w.shape[1]:
+            had = "flattens to" if self.flatten else "has"
             raise ShapeError(
-                f"{self.name}: input {x.shape} flattens to {k} features but the layer was initialised for "
+                f"{self.name}: input {x.shape} {had} {k} features but the layer was initialised for "
                 f"{w.shape[1]} (weight {w.shape})"
             )
+        lead = x.shape[:-1]
+        if not self.flatten:  # every position of the leading axes is a sample
+            x = x.reshape(math.prod(lead), k)
         args = (x, w) if self.bias is None else (x, w, self.bias.data())
-        return ops.Dense(self.name, self.activation)(*args)
+        y = ops.Dense(self.name, self.activation)(*args)
+        return y if self.flatten else y.reshape(*lead, self.units)
 
     def _extra_repr(self) -> str:
         act = f", Activation({self.activation})" if self.activation else ""
@@ -84,10 +107,14 @@ class Dropout(Block):
 
     alias = "dropout"
 
-    def __init__(self, rate: float, prefix: str | None = None):
+    def __init__(self, rate: float, axes=(), prefix: str | None = None, params=None):
         super().__init__(prefix)
         if not 0 <= rate < 1:
             raise ValueError(f"{self.name}: rate must be in [0, 1), got {rate}")
+        if tuple(axes) != ():
+            raise ValueError(
+                f"{self.name}: axes={tuple(axes)} (a mask shared along axes) is not supported; leave axes=()"
+            )
         self.rate = float(rate)
 
     def forward(self, x):
@@ -111,7 +138,7 @@ class Activation(Block):
 
     alias = "activation"
 
-    def __init__(self, activation: str, prefix: str | None = None):
+    def __init__(self, activation: str, prefix: str | None = None, params=None):
         super().__init__(prefix)
         self.act = ops.activation.activation_function(activation)
         self.activation = activation

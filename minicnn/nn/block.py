@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from contextlib import contextmanager
 
-from ..device import Context
+from ..device import Context, one_context
 from .parameter import Parameter, ParameterDict
 
 _scopes: list[defaultdict] = [defaultdict(int)]
@@ -61,9 +61,14 @@ class Block:
     alias = None  # name stem; defaults to the lower-cased class name
 
     def __init__(self, prefix: str | None = None, params=None):
+        # Gluon's naming: the prefix (by default the next free `<alias><k>_`) starts every parameter's name, and
+        # the block's name is the prefix without its trailing underscore: prefix "fc_" gives "fc" and "fc_weight".
+        if prefix is None:
+            prefix = _next_name(self.alias or type(self).__name__.lower()) + "_"
         object.__setattr__(self, "_children", {})
         object.__setattr__(self, "_params", {})
-        object.__setattr__(self, "name", prefix or _next_name(self.alias or type(self).__name__.lower()))
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "name", prefix[:-1] if prefix.endswith("_") else prefix)
 
     def __setattr__(self, key, value):
         if isinstance(value, Block):
@@ -72,11 +77,19 @@ class Block:
             self._params[key] = value
         object.__setattr__(self, key, value)
 
-    def params(self, key: str, shape: tuple, init=None, dtype="float32") -> Parameter:
-        """Create and register parameter `<name>_<key>`."""
-        p = Parameter(f"{self.name}_{key}", shape, init=init, dtype=dtype)
-        setattr(self, key, p)
-        return p
+    @property
+    def params(self) -> ParameterDict:
+        """This block's own parameters (not its children's), by name. As in Gluon, `self.params.get("weight",
+        shape=(16, 0))` creates parameter `<prefix>weight` the first time and returns it after that."""
+        own = ParameterDict((p.name, p) for p in self._params.values())
+        own.prefix, own._owner = self.prefix, self._params
+        return own
+
+    @contextmanager
+    def name_scope(self):
+        """Accepted for Gluon compatibility (`with self.name_scope(): ...`): minicnn names each layer by its kind
+        and count alone (`dense0`), inside a network or not, so the scope changes nothing."""
+        yield self
 
     def collect_params(self, select: str | None = None) -> ParameterDict:
         """All parameters of this block and its children, in definition order (optionally a regex on names)."""
@@ -100,8 +113,9 @@ class Block:
         return out
 
     def initialize(self, init=None, ctx: Context | None = None, force_reinit: bool = False, verbose=False):
-        """Initialise every parameter (MXNet's default initialiser is Uniform(0.07))."""
-        self.collect_params().initialize(init, ctx, force_reinit)
+        """Initialise every parameter (MXNet's default initialiser is Uniform(0.07)) on device ctx (default cpu()),
+        or a list naming one device."""
+        self.collect_params().initialize(init, one_context(ctx, f"{self.name}.initialize"), force_reinit)
 
     def hybridize(self, *args, **kwargs) -> None:
         """Accepted for Gluon compatibility; minicnn always runs imperatively."""
@@ -115,6 +129,11 @@ class Block:
         return y
 
     def forward(self, *args):
+        if hasattr(self, "hybrid_forward"):
+            raise NotImplementedError(
+                f"{type(self).__name__} defines hybrid_forward(F, x, ...); minicnn runs blocks imperatively: "
+                "define forward(self, x) instead, with the parameters as self.<name>.data()"
+            )
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __repr__(self) -> str:
@@ -151,7 +170,7 @@ class Sequential(Block):
     def __getitem__(self, i):
         layers = list(self._children.values())
         if isinstance(i, slice):
-            net = Sequential(prefix=self.name)
+            net = Sequential(prefix=self.prefix)
             net.add(*layers[i])
             return net
         return layers[i]

@@ -6,14 +6,15 @@ from .. import init as _init
 from .. import ops
 from ..backend.shapes import check_window_args, integer, pair
 from ..errors import ShapeError
-from .basic import check_input, require_initialized
+from .basic import check_input, only_defaults, require_initialized
 from .block import Block
 
 
 class Conv2D(Block):
     """x: (N, C, H, W) -> (N, channels, OH, OW); weight (channels, C, KH, KW), bias (channels,).
 
-    `in_channels=0` means "take C from the first input" (deferred initialisation).
+    `in_channels=0` means "take C from the first input" (deferred initialisation). The arguments are Gluon's, in
+    Gluon's order; dilation, groups and layout take only their defaults (the chapter's networks use no others).
     """
 
     alias = "conv"
@@ -24,14 +25,23 @@ class Conv2D(Block):
         kernel_size,
         strides=1,
         padding=0,
+        dilation=1,
+        groups: int = 1,
+        layout: str = "NCHW",
         activation: str | None = None,
         use_bias: bool = True,
-        in_channels: int = 0,
         weight_initializer=None,
         bias_initializer="zeros",
+        in_channels: int = 0,
         prefix: str | None = None,
+        params=None,
     ):
         super().__init__(prefix)
+        only_defaults(self.name, layout=(layout, "NCHW"), groups=(groups, 1))
+        if pair(dilation, f"{self.name}: dilation") != (1, 1):
+            raise ValueError(
+                f"{self.name}: dilation={dilation} is not supported; minicnn's convolutions take dilation 1"
+            )
         self.channels = integer(channels, f"{self.name}: channels")
         self.kernel = pair(kernel_size, f"{self.name}: kernel_size")
         self.stride = pair(strides, f"{self.name}: strides")
@@ -41,9 +51,9 @@ class Conv2D(Block):
         check_window_args(self.name, self.kernel, self.stride, self.pad)
         self.activation = ops.activation.check_activation(activation)
         c_in = integer(in_channels, f"{self.name}: in_channels")
-        self.params("weight", (self.channels, c_in, *self.kernel), init=weight_initializer)
+        self.weight = self.params.get("weight", shape=(self.channels, c_in, *self.kernel), init=weight_initializer)
         if use_bias:
-            self.params("bias", (self.channels,), init=_init.create(bias_initializer))
+            self.bias = self.params.get("bias", shape=(self.channels,), init=_init.create(bias_initializer))
         else:
             self.bias = None
 

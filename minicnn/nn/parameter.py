@@ -14,7 +14,7 @@ import numpy as np
 from .. import init as _init
 from .. import random
 from ..autograd import NDArray
-from ..device import Context, cpu
+from ..device import Context, cpu, one_context
 
 
 class Parameter:
@@ -46,8 +46,8 @@ class Parameter:
         """Draw the values now, or when the shape becomes known (deferred initialisation)."""
         if self._var is not None and not force_reinit:
             return
+        ctx = one_context(ctx, f"Parameter {self.name}") or cpu()
         chosen = _init.create(self.init if self.init is not None else (init or _init.Uniform()))
-        ctx = ctx or cpu()
         if self.shape_known:
             self._materialize(chosen, ctx)
         else:
@@ -98,6 +98,7 @@ class Parameter:
 
     def reset_ctx(self, ctx: Context) -> None:
         """Move the values to another device."""
+        ctx = one_context(ctx, f"Parameter {self.name}")
         if self._var is not None:
             self._var = NDArray(ctx.backend.asarray(self._var.data))
             self._var.attach_grad()
@@ -110,7 +111,21 @@ class Parameter:
 
 
 class ParameterDict(OrderedDict):
-    """Name -> Parameter, in the order the layers define them."""
+    """Name -> Parameter, in the order the layers define them. A block's own (`block.params`) also creates them:
+    `get(key, shape=..., init=..., dtype=...)` is parameter `<prefix>key`, made the first time it is asked for."""
+
+    prefix = ""  # a block's own: its prefix, and its attribute -> Parameter table that get() adds to
+    _owner: dict | None = None
+
+    def get(self, name: str, shape=(), init=None, dtype="float32", **gluon_options) -> Parameter:
+        """The parameter `<prefix>name`, created with this shape, initialiser and dtype if there is none yet
+        (Gluon's `allow_deferred_init`, `grad_req` and the like are accepted; a 0 in the shape is deferred)."""
+        full = self.prefix + name
+        if full not in self:
+            self[full] = Parameter(full, shape, init=init, dtype=dtype)
+            if self._owner is not None:
+                self._owner[name] = self[full]
+        return self[full]
 
     def initialize(self, init=None, ctx=None, force_reinit: bool = False) -> None:
         for p in self.values():
