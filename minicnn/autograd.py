@@ -315,8 +315,46 @@ class NDArray:
     def __neg__(self):
         return Mul()(self, _like(-1, self))
 
+    def __pow__(self, exponent):
+        if isinstance(exponent, NDArray) or not np.isscalar(exponent):
+            raise TypeError(f"NDArray ** takes a number as the exponent, got {type(exponent).__name__}")
+        return Pow(exponent)(self)
+
+    def square(self) -> NDArray:
+        return Pow(2)(self)
+
+    def __abs__(self):
+        return Abs()(self)
+
+    abs = __abs__
+
+    def __matmul__(self, other):
+        return MatMul()(self, _like(other, self))
+
+    dot = __matmul__
+
+    def transpose(self, *axes) -> NDArray:
+        """The axes reversed, or in the order given (like `mxnet.nd.transpose`)."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return Transpose(axes or None)(self)
+
+    @property
+    def T(self) -> NDArray:
+        return self.transpose()
+
     def __getitem__(self, key):
         return GetItem(key)(self)
+
+    def __setitem__(self, key, value):
+        """x[key] = value, in place (`x[:] = 0`): outside autograd.record() only, where no graph can need the old
+        values."""
+        if is_recording():
+            raise RuntimeError(
+                "NDArray item assignment inside autograd.record() would change values that backward needs; "
+                "assign outside the record() block, or build a new array"
+            )
+        self.data[key] = value.data if isinstance(value, NDArray) else value
 
     def sum(self, axis=None, keepdims: bool = False) -> NDArray:
         return Sum(axis, keepdims)(self)
@@ -326,8 +364,10 @@ class NDArray:
         return s / (self.size // max(s.size, 1))
 
     def reshape(self, *shape) -> NDArray:
+        """This array with another shape; -1 is inferred and, as in MXNet, 0 keeps this array's size on that axis."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
+        shape = tuple(self.shape[i] if d == 0 and i < self.ndim else d for i, d in enumerate(shape))
         return Reshape(shape)(self)
 
     def flatten(self) -> NDArray:
@@ -464,6 +504,62 @@ class Div(Function):
     def backward(self, gy):
         ga = gy / self.b
         return _unbroadcast(ga, self.a.shape), _unbroadcast(-ga * self.a / self.b, self.b.shape)
+
+
+class Pow(Function):
+    """y = x^p for a number p; dx = gy * p * x^(p-1)."""
+
+    def __init__(self, exponent):
+        self.p = exponent
+
+    def forward(self, x):
+        self.x = x
+        return x**self.p
+
+    def backward(self, gy):
+        return gy * (self.p * self.x ** (self.p - 1))
+
+
+class Abs(Function):
+    """y = |x|; dx = gy * sign(x) (0 at x = 0, as in MXNet)."""
+
+    def forward(self, x):
+        self.x = x
+        return abs(x)
+
+    def backward(self, gy):
+        return gy * backend.of(gy).xp.sign(self.x)
+
+
+class MatMul(Function):
+    """y = a @ b for matrices a (M, K), b (K, N); da = gy @ b^T, db = a^T @ gy."""
+
+    def forward(self, a, b):
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError(f"matrix product: expected (M, K) @ (K, N), got {a.shape} @ {b.shape}")
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, gy):
+        return gy @ self.b.T, self.a.T @ gy
+
+
+class Transpose(Function):
+    """y = x with its axes permuted (reversed when axes is None); dx = gy with the inverse permutation."""
+
+    def __init__(self, axes):
+        self.axes = axes
+
+    def forward(self, x):
+        try:
+            y = x.transpose(self.axes)
+        except ValueError:
+            raise ValueError(f"transpose: axes {self.axes} do not permute the {x.ndim} axes of {x.shape}") from None
+        self.inverse = None if self.axes is None else tuple(np.argsort([a % x.ndim for a in self.axes]))
+        return y
+
+    def backward(self, gy):
+        return gy.transpose(self.inverse)
 
 
 class Exp(Function):

@@ -376,6 +376,15 @@ def test_softmax_cross_entropy_gradients_with_respect_to_the_logits():
     np.testing.assert_allclose(loss, -np.log(p[np.arange(4), labels]), rtol=1e-12)
 
 
+def test_softmax_cross_entropy_with_distributions_as_labels_gradients_and_values():
+    gen = np.random.default_rng(6)
+    logits, q = gen.standard_normal((3, 4)) * 2, gen.random((3, 4))
+    check_gradients(ops.softmax_cross_entropy, [logits, q])  # logits and the distribution
+    loss = ops.softmax_cross_entropy(f64(logits), f64(q)).asnumpy()
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(loss, -(q * log_p).sum(axis=1), rtol=1e-12)
+
+
 def test_softmax_cross_entropy_does_not_overflow_on_large_logits():
     loss = ops.softmax_cross_entropy(f64([[1000.0, 0.0], [0.0, 1000.0]]), f64([0, 0])).asnumpy()
     np.testing.assert_allclose(loss, [0.0, 1000.0])
@@ -403,6 +412,13 @@ ELEMENTWISE = {
     "reshape": (lambda a: a.reshape(3, 4), [(2, 3, 2)]),
     "getitem": (lambda a: a[1:, ::2], [(3, 4)]),
     "reuse": (lambda a: a * a * a + a, [(2, 3)]),
+    "pow": (lambda a: (a * a + 0.5) ** 1.5, [(2, 3)]),
+    "square": (lambda a: a.square(), [(3, 2)]),
+    "abs": (abs, [(2, 3)]),
+    "matmul": (lambda a, b: a @ b, [(2, 3), (3, 4)]),
+    "transpose": (lambda a: a.transpose(2, 0, 1), [(2, 3, 4)]),
+    "T": (lambda a: a.T, [(2, 3, 4)]),
+    "reshape keeping axis 0": (lambda a: a.reshape(0, -1), [(2, 3, 2)]),
 }
 
 

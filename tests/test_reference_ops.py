@@ -454,6 +454,45 @@ def test_flatten_output_and_gradient_match_mxnet(shape, seed):
     np.testing.assert_array_equal(g, g_ref, err_msg="flatten d/dx")
 
 
+@pytest.mark.parametrize(
+    ("name", "ours", "theirs", "shapes"),
+    [
+        ("x ** 3", lambda x: x**3, lambda x: x**3, [(2, 3)]),
+        ("x ** 0.5 of positives", lambda x: (x * x + 0.1) ** 0.5, lambda x: (x * x + 0.1) ** 0.5, [(3, 2)]),
+        ("square", lambda x: x.square(), lambda x: x.square(), [(2, 3, 2)]),
+        ("abs", abs, abs, [(4, 3)]),
+        ("a @ b", lambda a, b: a @ b, mx.nd.dot, [(3, 4), (4, 2)]),
+        ("dot", lambda a, b: a.dot(b), mx.nd.dot, [(1, 5), (5, 3)]),
+        (".T", lambda x: x.T, lambda x: x.T, [(2, 3, 4)]),
+        ("transpose(axes)", lambda x: x.transpose((1, 2, 0)), lambda x: x.transpose((1, 2, 0)), [(2, 3, 4)]),
+        ("transpose(-1, 0, 1)", lambda x: x.transpose(-1, 0, 1), lambda x: x.transpose((2, 0, 1)), [(2, 3, 4)]),
+        ("reshape((0, -1))", lambda x: x.reshape((0, -1)), lambda x: x.reshape((0, -1)), [(2, 3, 4)]),
+    ],
+)
+def test_ndarray_arithmetic_and_shape_methods_match_mxnet(name, ours, theirs, shapes):
+    rng = np.random.default_rng(len(name))
+    inputs = [uniform(rng, s) for s in shapes]
+    inputs[0][0, 0] = 0.0  # abs and pow at 0: MXNet's subgradient 0
+    y_probe = ours(*[mc.array(a) for a in inputs])
+    head = uniform(rng, y_probe.shape)
+    y, g = run_minicnn(ours, inputs, head)
+    y_ref, g_ref = run_mxnet(theirs, inputs, head)
+    terms = max(s[-1] for s in shapes)
+    assert_close(y, y_ref, terms, f"{name} output")
+    for i, (a, b) in enumerate(zip(g, g_ref)):
+        assert_close(a, b, terms, f"{name} d/dinput{i}")
+
+
+def test_ndarray_item_assignment_writes_in_place_like_mxnet_and_is_refused_while_recording():
+    ours, theirs = mc.array(np.arange(6).reshape(2, 3)), mx.nd.array(np.arange(6).reshape(2, 3))
+    for a in (ours, theirs):
+        a[0] = 7
+        a[1, 1:] = a[0, :2] * 2
+    np.testing.assert_array_equal(ours.asnumpy(), theirs.asnumpy())
+    with autograd.record(), pytest.raises(RuntimeError, match="outside the record"):
+        ours[0] = 0
+
+
 # ---- softmax cross-entropy -----------------------------------------------------------------------------
 @settings(deadline=None)
 @given(
