@@ -329,12 +329,16 @@ class NDArray:
     abs = __abs__
 
     def __matmul__(self, other):
+        """a @ b for matrices (NumPy's operator; MXNet writes nd.dot(a, b), which minicnn.nd has too)."""
         return MatMul()(self, _like(other, self))
 
-    dot = __matmul__
-
-    def transpose(self, *axes) -> NDArray:
-        """The axes reversed, or in the order given (like `mxnet.nd.transpose`)."""
+    def transpose(self, *axes, **kwargs) -> NDArray:
+        """The axes reversed, or in the order given: x.transpose(1, 0, 2), x.transpose((1, 0, 2)) or
+        x.transpose(axes=(1, 0, 2)), as in MXNet."""
+        if kwargs.keys() - {"axes"}:
+            raise TypeError(f"transpose takes axes, got {sorted(kwargs)}")
+        if "axes" in kwargs:
+            axes = (kwargs["axes"],)
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return Transpose(axes or None)(self)
@@ -347,8 +351,8 @@ class NDArray:
         return GetItem(key)(self)
 
     def __setitem__(self, key, value):
-        """x[key] = value, in place (`x[:] = 0`): outside autograd.record() only, where no graph can need the old
-        values."""
+        """x[key] = value, in place (`x[:] = 0`), outside autograd.record() only. A graph recorded earlier and not
+        yet back-propagated still reads x's values: assign after its backward (as in MXNet)."""
         if is_recording():
             raise RuntimeError(
                 "NDArray item assignment inside autograd.record() would change values that backward needs; "
@@ -364,10 +368,10 @@ class NDArray:
         return s / (self.size // max(s.size, 1))
 
     def reshape(self, *shape) -> NDArray:
-        """This array with another shape; -1 is inferred and, as in MXNet, 0 keeps this array's size on that axis."""
+        """This array with another shape, one axis of which may be -1 (inferred). MXNet's other special values
+        (0 to keep an axis, -2 to -4) are not taken: 0 is an axis of size 0."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        shape = tuple(self.shape[i] if d == 0 and i < self.ndim else d for i, d in enumerate(shape))
         return Reshape(shape)(self)
 
     def flatten(self) -> NDArray:
@@ -613,7 +617,9 @@ class Reshape(Function):
         try:
             return x.reshape(self.shape)
         except ValueError:
-            raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} into {self.shape}") from None
+            special = " (MXNet's special sizes 0 and -2 to -4 are not taken: give every size, or -1 once)"
+            hint = special if any(d == 0 or d < -1 for d in self.shape) else ""
+            raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} into {self.shape}{hint}") from None
 
     def backward(self, gy):
         return gy.reshape(self.x_shape)

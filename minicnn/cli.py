@@ -349,7 +349,8 @@ class _RanksFailed(Exception):
 def _on_every_rank(step):
     """step() here; in a data-parallel run every rank then learns whether it failed anywhere, and all of them stop
     together (`_RanksFailed`) instead of waiting for the failed ones. A UserError or OSError is the user's (one
-    line, exit 2); anything else is reported with its traceback by the rank that met it (exit 1)."""
+    line, exit 2), and so is running out of memory; anything else is reported with its traceback by the rank that
+    met it (exit 1)."""
     if distributed.size() == 1:
         return step()
     value, problem = None, None
@@ -639,7 +640,7 @@ COMMANDS = {
 def _memory_error_line(exc: MemoryError) -> str:
     """A run too large for the machine's (or the GPU's) memory, as one line: the sizes are the user's to choose."""
     what = str(exc).strip() or "a buffer could not be allocated"
-    return f"minicnn: error: out of memory: {what}; try a smaller --batch-size or --input-size/--resize"
+    return f"minicnn: error: out of memory: {what}; choose smaller sizes (--batch-size, --input-size, --resize)"
 
 
 def _os_error_line(exc: OSError) -> str:

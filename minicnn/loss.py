@@ -44,9 +44,11 @@ class SoftmaxCrossEntropyLoss:
         q = self._labels(pred, label, rows, k)
         if not self.from_logits:
             loss = ops.softmax_cross_entropy(z, q)
-        else:  # pred are log-probabilities already: -sum of q * pred (q a one-hot row for an index)
-            if self.sparse_label:
-                q = _one_hot(q, k, z.dtype)
+        elif self.sparse_label:  # pred are log-probabilities already: -pred[label]
+            idx = q.data.astype(q.xp.int64)
+            backend.of(idx).check_labels(idx, k, "SoftmaxCrossEntropyLoss")
+            loss = -z[q.xp.arange(rows), idx]
+        else:  # and with a distribution: -sum of label * pred
             loss = -(z * q).sum(axis=1)
         if self.weight is None and sample_weight is None and pred.ndim == 2:
             return loss  # the chapter's case: (N,) as it is
@@ -73,13 +75,3 @@ class SoftmaxCrossEntropyLoss:
                 f"got {label.shape}"
             )
         return label if label.ndim == 2 else label.reshape(rows, k)
-
-
-def _one_hot(label: NDArray, k: int, dtype) -> NDArray:
-    """(rows,) class indices -> (rows, K) rows of zeros with a 1 at the label, a constant."""
-    xp = label.xp
-    idx = label.data.astype(xp.int64)
-    backend.of(idx).check_labels(idx, k, "SoftmaxCrossEntropyLoss")
-    q = xp.zeros((idx.shape[0], k), dtype=dtype)
-    q[xp.arange(idx.shape[0]), idx] = 1
-    return NDArray(q)

@@ -17,7 +17,7 @@ from .autograd import NDArray
 from .device import Context
 from .ops import concat
 
-__all__ = ["array", "concat", "ones", "random", "zeros"]
+__all__ = ["array", "concat", "dot", "ones", "random", "zeros"]
 
 
 def _uniform(low=0.0, high=1.0, shape=(1,), ctx: Context | None = None, dtype="float32") -> NDArray:
@@ -31,3 +31,8 @@ def _normal(loc=0.0, scale=1.0, shape=(1,), ctx: Context | None = None, dtype="f
 
 
 random = SimpleNamespace(uniform=_uniform, normal=_normal)
+
+
+def dot(a: NDArray, b: NDArray) -> NDArray:
+    """The matrix product of a (M, K) and b (K, N), differentiable (`a @ b`)."""
+    return a @ b

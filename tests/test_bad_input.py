@@ -62,7 +62,7 @@ def test_garbage_after_a_gzip_member_is_a_data_error(tmp_path):
 
 # ---- checkpoint files ---------------------------------------------------------------------------------------------
 def _small_checkpoint(path: Path) -> Path:
-    net = nn.Dense(3, in_units=2, prefix="dense0")
+    net = nn.Dense(3, in_units=2, prefix="dense0_")
     net.initialize(init.Xavier())
     return checkpoint.save(path, net, {"network": "tiny", "settings": {}})
 
@@ -228,7 +228,7 @@ def test_an_array_header_declaring_an_impossible_size_is_refused_without_allocat
 
 
 def test_a_checkpoint_with_integer_parameters_or_other_shapes_is_not_applied(tmp_path):
-    net = nn.Dense(3, in_units=2, prefix="dense0")
+    net = nn.Dense(3, in_units=2, prefix="dense0_")
     net.initialize(init.Xavier())
     path = _npz(
         tmp_path / "ints.npz", meta=_meta(), **{"param/dense0_weight": np.zeros((3, 2), np.int64),

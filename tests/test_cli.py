@@ -68,15 +68,32 @@ def test_user_errors_print_one_line_and_exit_2(args, message):
 @pytest.mark.parametrize(
     "args",
     [
-        ["summary", "lenet", "--input-size", "1000000"],  # a 3.6 TiB input
-        ["profile", "lenet", "--batch-size", "1000000000"],  # a 5.7 TiB batch
+        ["summary", "lenet", "--input-size", "100000000"],  # 40,000 TiB: more than any address space holds
+        ["profile", "lenet", "--batch-size", "1000000000000"],  # 5,700 TiB
     ],
 )
 def test_sizes_beyond_the_machines_memory_are_one_line_and_exit_2(args):
     r = run_cli(*args)
     assert r.returncode == 2, r.stderr
-    assert "out of memory" in r.stderr and "--batch-size" in r.stderr
+    assert "out of memory" in r.stderr and "choose smaller sizes" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_running_out_of_memory_in_set_up_is_one_line_and_exit_2_on_every_rank(monkeypatch, capsys, ranks):
+    """The set-up of a data-parallel run (`_on_every_rank`) reports it like one process does; here on a pretend
+    second rank whose check-in hears from rank 0 only."""
+    from minicnn import cli, distributed
+
+    def plan(args):
+        raise MemoryError("Unable to allocate 9.00 TiB")
+
+    monkeypatch.setattr(cli, "_plan", plan)
+    monkeypatch.setattr(distributed, "size", lambda: ranks)
+    monkeypatch.setattr(distributed, "check_in", lambda problem: [(0, problem)] if problem else [])
+    assert cli.main(["train", "lenet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory: Unable to allocate 9.00 TiB" in err[0], err
 
 
 def test_a_data_dir_without_the_files_is_one_line_naming_it_and_exit_2_not_a_fallback(

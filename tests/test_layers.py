@@ -273,7 +273,9 @@ def test_layers_take_gluons_positional_arguments_in_gluons_order():
     assert nn.Dense(3, None, True, False).flatten is False  # units, activation, use_bias, flatten
     conv = nn.Conv2D(4, 3, 1, 1, 1, 1, "NCHW", "relu")  # ..., dilation, groups, layout, activation
     assert conv.activation == "relu" and conv.pad == (1, 1)
-    pool = nn.AvgPool2D(3, 2, 1, "NCHW", False, True)  # ..., layout, ceil_mode, count_include_pad
+    pool = nn.AvgPool2D(3, 2, 1, False, "NCHW", True)  # ..., ceil_mode, layout, count_include_pad
+    assert (pool.pool_size, pool.strides, pool.padding) == (3, 2, 1)
+    pool = nn.MaxPool2D(3, 2, 1, "NCHW", False)  # ..., layout, ceil_mode: Gluon's MaxPool2D order differs
     assert (pool.pool_size, pool.strides, pool.padding) == (3, 2, 1)
 
 
@@ -287,6 +289,9 @@ def test_layers_take_gluons_positional_arguments_in_gluons_order():
         (lambda: nn.AvgPool2D(2, count_include_pad=False), "count_include_pad=False is not supported"),
         (lambda: nn.GlobalAvgPool2D(layout="NHWC"), "layout='NHWC' is not supported"),
         (lambda: nn.Dropout(0.5, axes=(1,)), "axes=(1,) (a mask shared along axes) is not supported"),
+        (lambda: nn.Dropout(0.5, axes=1), "axes=1 (a mask shared along axes) is not supported"),
+        (lambda: nn.Conv2D(4, 3, params=nn.Conv2D(4, 3).collect_params()), "params= (another block's parameters)"),
+        (lambda: nn.MaxPool2D(2, params={}), "params= (another block's parameters)"),
     ],
 )
 def test_gluon_options_minicnn_lacks_are_refused_when_the_layer_is_made(make, message):
@@ -312,6 +317,13 @@ def test_a_custom_block_makes_parameters_with_params_get_as_in_gluon():
 
     block = Scale()
     assert block.params.get("gamma") is block.gamma  # asked again: the same parameter
+    with pytest.raises(ValueError, match=r"scale_gamma exists with shape \(1, 3, 1, 1\); asked for \(3,\)"):
+        block.params.get("gamma", shape=(3,))
+    with pytest.raises(ValueError, match="grad_req='null' is not supported"):
+        block.params.get("beta", shape=(3,), grad_req="null")
+    with pytest.raises(TypeError, match="params.get takes shape=, init= and dtype=.*got lr_mult"):
+        block.params.get("beta", shape=(3,), lr_mult=2.0)
+    assert block.collect_params().get("scale_beta") is None  # a collected dict is a plain dict: no new parameter
     assert list(block.collect_params()) == ["scale_gamma"]
     block.initialize()
     x = image((2, 3, 2, 2))

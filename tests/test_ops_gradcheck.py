@@ -418,7 +418,6 @@ ELEMENTWISE = {
     "matmul": (lambda a, b: a @ b, [(2, 3), (3, 4)]),
     "transpose": (lambda a: a.transpose(2, 0, 1), [(2, 3, 4)]),
     "T": (lambda a: a.T, [(2, 3, 4)]),
-    "reshape keeping axis 0": (lambda a: a.reshape(0, -1), [(2, 3, 2)]),
 }
 
 

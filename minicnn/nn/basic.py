@@ -61,7 +61,7 @@ class Dense(Block):
         prefix: str | None = None,
         params=None,
     ):
-        super().__init__(prefix)
+        super().__init__(prefix, params)
         self.units = integer(units, f"{self.name}: units")
         if self.units <= 0:
             raise ValueError(f"{self.name}: units must be positive, got {units}")
@@ -108,13 +108,11 @@ class Dropout(Block):
     alias = "dropout"
 
     def __init__(self, rate: float, axes=(), prefix: str | None = None, params=None):
-        super().__init__(prefix)
+        super().__init__(prefix, params)
         if not 0 <= rate < 1:
             raise ValueError(f"{self.name}: rate must be in [0, 1), got {rate}")
-        if tuple(axes) != ():
-            raise ValueError(
-                f"{self.name}: axes={tuple(axes)} (a mask shared along axes) is not supported; leave axes=()"
-            )
+        if axes not in ((), [], None):
+            raise ValueError(f"{self.name}: axes={axes!r} (a mask shared along axes) is not supported; leave axes=()")
         self.rate = float(rate)
 
     def forward(self, x):
@@ -139,7 +137,7 @@ class Activation(Block):
     alias = "activation"
 
     def __init__(self, activation: str, prefix: str | None = None, params=None):
-        super().__init__(prefix)
+        super().__init__(prefix, params)
         self.act = ops.activation.activation_function(activation)
         self.activation = activation
 

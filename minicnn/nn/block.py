@@ -65,10 +65,16 @@ class Block:
         # the block's name is the prefix without its trailing underscore: prefix "fc_" gives "fc" and "fc_weight".
         if prefix is None:
             prefix = _next_name(self.alias or type(self).__name__.lower()) + "_"
+        name = prefix[:-1] if prefix.endswith("_") else prefix
+        if params is not None:
+            raise ValueError(
+                f"{name}: params= (another block's parameters) is not supported; to share parameters, use the same "
+                "block twice"
+            )
         object.__setattr__(self, "_children", {})
         object.__setattr__(self, "_params", {})
         object.__setattr__(self, "prefix", prefix)
-        object.__setattr__(self, "name", prefix[:-1] if prefix.endswith("_") else prefix)
+        object.__setattr__(self, "name", name)
 
     def __setattr__(self, key, value):
         if isinstance(value, Block):

@@ -36,7 +36,7 @@ class Conv2D(Block):
         prefix: str | None = None,
         params=None,
     ):
-        super().__init__(prefix)
+        super().__init__(prefix, params)
         only_defaults(self.name, layout=(layout, "NCHW"), groups=(groups, 1))
         if pair(dilation, f"{self.name}: dilation") != (1, 1):
             raise ValueError(

@@ -110,6 +110,9 @@ class Parameter:
         return math.prod(self.shape)
 
 
+_GET_OPTIONS = {"shape", "init", "dtype", "allow_deferred_init", "grad_req"}  # what block.params.get takes
+
+
 class ParameterDict(OrderedDict):
     """Name -> Parameter, in the order the layers define them. A block's own (`block.params`) also creates them:
     `get(key, shape=..., init=..., dtype=...)` is parameter `<prefix>key`, made the first time it is asked for."""
@@ -117,14 +120,28 @@ class ParameterDict(OrderedDict):
     prefix = ""  # a block's own: its prefix, and its attribute -> Parameter table that get() adds to
     _owner: dict | None = None
 
-    def get(self, name: str, shape=(), init=None, dtype="float32", **gluon_options) -> Parameter:
-        """The parameter `<prefix>name`, created with this shape, initialiser and dtype if there is none yet
-        (Gluon's `allow_deferred_init`, `grad_req` and the like are accepted; a 0 in the shape is deferred)."""
+    def get(self, name: str, *args, **kwargs):
+        """A block's own dict (`block.params`): the parameter `<prefix>name`, made the first time with
+        get(name, shape=..., init=..., dtype=...) (a 0 in the shape is deferred to the first input), as in Gluon.
+        Any other dict: the dict's get, `get(name, default=None)`."""
+        if self._owner is None:
+            return super().get(name, *args, **kwargs)
         full = self.prefix + name
-        if full not in self:
-            self[full] = Parameter(full, shape, init=init, dtype=dtype)
-            if self._owner is not None:
-                self._owner[name] = self[full]
+        unknown = sorted(set(kwargs) - _GET_OPTIONS)
+        if args or unknown:
+            raise TypeError(
+                f"{full}: params.get takes shape=, init= and dtype= (and Gluon's allow_deferred_init, "
+                f"grad_req='write'), got {', '.join(unknown) or 'positional arguments'}"
+            )
+        if kwargs.get("grad_req", "write") != "write":
+            raise ValueError(f"{full}: grad_req={kwargs['grad_req']!r} is not supported; every parameter is trained")
+        shape = tuple(kwargs.get("shape", ()))
+        if full in self:
+            if "shape" in kwargs and self[full].shape != shape and self[full].shape_known:
+                raise ValueError(f"{full} exists with shape {self[full].shape}; asked for {shape}")
+            return self[full]
+        self[full] = Parameter(full, shape, init=kwargs.get("init"), dtype=kwargs.get("dtype", "float32"))
+        self._owner[name] = self[full]
         return self[full]
 
     def initialize(self, init=None, ctx=None, force_reinit: bool = False) -> None:

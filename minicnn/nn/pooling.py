@@ -15,7 +15,7 @@ class _Pool2D(Block):
     op = None
 
     def __init__(self, pool_size=2, strides=None, padding=0, layout="NCHW", ceil_mode=False, prefix=None, params=None):
-        super().__init__(prefix)
+        super().__init__(prefix, params)
         only_defaults(self.name, layout=(layout, "NCHW"), ceil_mode=(bool(ceil_mode), False))
         self.op(pool_size, strides, padding, self.name)  # validates the arguments now, not at the first batch
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
@@ -46,13 +46,13 @@ class AvgPool2D(_Pool2D):
         pool_size=2,
         strides=None,
         padding=0,
+        ceil_mode=False,  # Gluon's AvgPool2D puts ceil_mode before layout, its MaxPool2D after
         layout="NCHW",
-        ceil_mode=False,
         count_include_pad=True,
         prefix=None,
         params=None,
     ):
-        super().__init__(pool_size, strides, padding, layout, ceil_mode, prefix)
+        super().__init__(pool_size, strides, padding, layout, ceil_mode, prefix, params)
         only_defaults(self.name, count_include_pad=(bool(count_include_pad), True))
 
 
@@ -62,7 +62,7 @@ class GlobalAvgPool2D(Block):
     alias = "pool"
 
     def __init__(self, layout="NCHW", prefix=None, params=None):
-        super().__init__(prefix)
+        super().__init__(prefix, params)
         only_defaults(self.name, layout=(layout, "NCHW"))
 
     def forward(self, x):
