@@ -12,7 +12,7 @@ from .fast import tuning
 
 tuning.apply()  # before NumPy is loaded, where it can be: see fast/tuning.py (MINICNN_TUNING=0 turns it off)
 
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402, F401  (loaded here, after the tuning above)
 
 # Before any kernel module: numba_setup sets how numba compiles the kernels and where it keeps them.
 from . import numba_setup  # noqa: E402, F401
@@ -25,32 +25,11 @@ from .errors import DataError, DeviceError, ShapeError, UserError  # noqa: E402
 from .ops import concat  # noqa: E402
 from .optim import Trainer  # noqa: E402
 
-__version__ = "0.1.0"
-
-
-def array(source, ctx: Context | None = None, dtype=None) -> NDArray:
-    """An NDArray holding a copy of `source` on device `ctx` (default cpu()).
-
-    Like `mxnet.nd.array`: the dtype is float32 unless given, or unless `source` is an NDArray.
-    """
-    if isinstance(source, NDArray):
-        dtype = dtype or source.dtype
-        source = source.asnumpy()
-    ctx = ctx or cpu()
-    host = np.array(source.get() if hasattr(source, "get") else source, dtype=dtype or np.float32)
-    return NDArray(ctx.backend.asarray(host))
-
-
-def zeros(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
-    return NDArray((ctx or cpu()).backend.xp.zeros(shape, dtype=dtype))
-
-
-def ones(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
-    return NDArray((ctx or cpu()).backend.xp.ones(shape, dtype=dtype))
-
-
 # isort: split
-from . import gluon, nd  # noqa: E402  (last: nd's functions are the ones above, `mc.nd.array` is `mc.array`)
+from . import gluon, nd  # noqa: E402
+from .nd import array, ones, zeros  # noqa: E402  (mc.array is mc.nd.array)
+
+__version__ = "0.1.0"
 
 __all__ = [
     "Context",

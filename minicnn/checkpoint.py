@@ -27,11 +27,13 @@ from .errors import DataError
 FORMAT = "minicnn-checkpoint/1"
 
 
-def save(path, net, meta: dict, trainer=None) -> Path:
-    """Write the parameters of `net` (and the trainer's momentum buffers) with `meta` to `path` atomically."""
+def save(path, net, meta: dict, trainer=None, params: dict | None = None) -> Path:
+    """Write the parameters of `net` (and the trainer's momentum buffers) with `meta` to `path` atomically.
+    params: name -> Parameter to write instead of `net.collect_params()` (Block.save_parameters names them by
+    their place in the network)."""
     path = Path(path)
     arrays = {"meta": np.array(json.dumps({"format": FORMAT, **meta}))}
-    for name, p in net.collect_params().items():
+    for name, p in (net.collect_params() if params is None else params).items():
         arrays[f"param/{name}"] = p.data().asnumpy()
     if trainer is not None:
         for name, v in trainer.state_dict().items():
@@ -177,23 +179,27 @@ def _meta(path: Path, array: np.ndarray) -> dict:
     return meta
 
 
-def apply(path, net, params: dict[str, np.ndarray]) -> None:
-    """Copy checkpoint parameters into `net`, after checking that every name and shape matches."""
-    own = net.collect_params()
-    if list(own) != list(params):
-        missing = [k for k in own if k not in params][:3]
-        extra = [k for k in params if k not in own][:3]
+def apply(path, net, params: dict[str, np.ndarray], own: dict | None = None, allow_missing=False, ignore_extra=False):
+    """Copy checkpoint parameters into `net` (or into `own`, name -> Parameter), after checking that every name and
+    shape matches; an uninitialised parameter takes the checkpoint's values and shape. allow_missing leaves the
+    parameters the checkpoint lacks as they are, ignore_extra skips those the network lacks."""
+    own = net.collect_params() if own is None else own
+    missing = [k for k in own if k not in params]
+    extra = [k for k in params if k not in own]
+    if (missing and not allow_missing) or (extra and not ignore_extra):
         raise DataError(
-            f"{path} holds the parameters of another network (missing {missing}, unexpected {extra}); "
+            f"{path} holds the parameters of another network (missing {missing[:3]}, unexpected {extra[:3]}); "
             "load it with the network and settings it was trained with"
         )
-    for name, p in own.items():
+    kept = {name: p for name, p in own.items() if name in params}
+    for name, p in kept.items():
         if params[name].dtype.kind != "f":
             raise DataError(f"{path}: parameter {name} holds {params[name].dtype} values, not floating point")
-        if tuple(params[name].shape) != tuple(p.shape):
+        saved = params[name].shape  # a deferred parameter's unknown sizes (0) take the saved ones
+        if len(saved) != len(p.shape) or any(d not in (0, v) for d, v in zip(p.shape, saved)):
             raise DataError(
-                f"{path}: parameter {name} has shape {tuple(params[name].shape)} in the checkpoint but "
+                f"{path}: parameter {name} has shape {tuple(saved)} in the checkpoint but "
                 f"{tuple(p.shape)} in the network; use the same network settings (e.g. --width-divisor)"
             )
-    for name, p in own.items():
-        p.set_data(params[name])
+    for name, p in kept.items():
+        p.load(params[name])

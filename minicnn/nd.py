@@ -11,13 +11,35 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from . import array, ones, zeros  # the package's own: nd.array is mc.array
+import numpy as np
+
 from . import random as _random
 from .autograd import NDArray
-from .device import Context
+from .device import Context, cpu
 from .ops import concat
 
 __all__ = ["array", "concat", "dot", "ones", "random", "zeros"]
+
+
+def array(source, ctx: Context | None = None, dtype=None) -> NDArray:
+    """An NDArray holding a copy of `source` on device `ctx` (default cpu()).
+
+    Like `mxnet.nd.array`: the dtype is float32 unless given, or unless `source` is an NDArray.
+    """
+    if isinstance(source, NDArray):
+        dtype = dtype or source.dtype
+        source = source.asnumpy()
+    ctx = ctx or cpu()
+    host = np.array(source.get() if hasattr(source, "get") else source, dtype=dtype or np.float32)
+    return NDArray(ctx.backend.asarray(host))
+
+
+def zeros(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
+    return NDArray((ctx or cpu()).backend.xp.zeros(shape, dtype=dtype))
+
+
+def ones(shape, ctx: Context | None = None, dtype="float32") -> NDArray:
+    return NDArray((ctx or cpu()).backend.xp.ones(shape, dtype=dtype))
 
 
 def _uniform(low=0.0, high=1.0, shape=(1,), ctx: Context | None = None, dtype="float32") -> NDArray:

@@ -29,7 +29,7 @@ LAYERS = [
     ("minicnn.distributed", "minicnn.distributed_nccl"),
     ("minicnn.autograd",),
     ("minicnn.ops",),
-    ("minicnn.nn", "minicnn.loss", "minicnn.optim"),
+    ("minicnn.nn", "minicnn.loss", "minicnn.optim", "minicnn.checkpoint"),
     ("minicnn.models",),
 ]
 TOP = len(LAYERS)

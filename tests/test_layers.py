@@ -353,6 +353,52 @@ def test_initialize_takes_a_list_naming_one_device_and_refuses_several():
         nn.Dense(2).initialize(ctx="cpu")
 
 
+def test_save_parameters_and_load_parameters_carry_a_network_to_another_instance(tmp_path):
+    """Names by place (`0.weight`), as Gluon's: the second LeNet's layers are conv2, ... (built outside
+    fresh_names), its parameters not even initialised, and it still reads the first one's values."""
+    first = lenet()
+    first.initialize(init=init.Xavier())
+    x = image((2, 1, 28, 28))
+    y = first(x).asnumpy()
+    first.save_parameters(tmp_path / "lenet.params")
+    second = nn.Sequential()
+    second.add(*(type(layer)(**kwargs) for layer, kwargs in zip(first, LENET_ARGS)))
+    assert [p.name for p in second.collect_params().values()] != [p.name for p in first.collect_params().values()]
+    second.load_parameters(tmp_path / "lenet.params")
+    np.testing.assert_array_equal(second(x).asnumpy(), y)
+
+
+LENET_ARGS = [  # the chapter's LeNet, layer by layer
+    {"channels": 6, "kernel_size": 5, "activation": "sigmoid"},
+    {"pool_size": 2, "strides": 2},
+    {"channels": 16, "kernel_size": 5, "activation": "sigmoid"},
+    {"pool_size": 2, "strides": 2},
+    {"units": 120, "activation": "sigmoid"},
+    {"units": 84, "activation": "sigmoid"},
+    {"units": 10},
+]
+
+
+def test_load_parameters_refuses_another_networks_file_unless_told_what_to_skip(tmp_path):
+    small = nn.Sequential()
+    small.add(nn.Dense(4, in_units=3))
+    small.initialize()
+    small.save_parameters(tmp_path / "small.params")
+    bigger = nn.Sequential()
+    bigger.add(nn.Dense(4, in_units=3), nn.Dense(2, in_units=4))
+    bigger.initialize()
+    with pytest.raises(mc.DataError, match=r"another network \(missing \['1.weight', '1.bias'\]"):
+        bigger.load_parameters(tmp_path / "small.params")
+    bigger.load_parameters(tmp_path / "small.params", allow_missing=True)
+    np.testing.assert_array_equal(bigger[0].weight.data().asnumpy(), small[0].weight.data().asnumpy())
+    bigger.save_parameters(tmp_path / "bigger.params")
+    small.load_parameters(tmp_path / "bigger.params", ignore_extra=True)
+    wrong = nn.Sequential()
+    wrong.add(nn.Dense(5, in_units=3))
+    with pytest.raises(mc.DataError, match=r"parameter 0.weight has shape \(4, 3\) in the checkpoint but \(5, 3\)"):
+        wrong.load_parameters(tmp_path / "small.params")
+
+
 def test_nd_and_gluon_are_attributes_of_the_package_as_in_mxnet():
     assert mc.nd.array([1, 2]).shape == (2,)
     assert mc.gluon.nn.Dense is nn.Dense and mc.gluon.loss.SoftmaxCrossEntropyLoss is mc.loss.SoftmaxCrossEntropyLoss

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from contextlib import contextmanager
 
+from .. import checkpoint
 from ..device import Context, one_context
 from .parameter import Parameter, ParameterDict
 
@@ -122,6 +123,29 @@ class Block:
         """Initialise every parameter (MXNet's default initialiser is Uniform(0.07)) on device ctx (default cpu()),
         or a list naming one device."""
         self.collect_params().initialize(init, one_context(ctx, f"{self.name}.initialize"), force_reinit)
+
+    def save_parameters(self, filename) -> None:
+        """Write every parameter's values to `filename` (minicnn's .npz checkpoint format), each named by its place
+        in this block as in Gluon (`0.weight`, `3.bias`): another instance of the same network reads them back
+        whatever its layers are called."""
+        checkpoint.save(filename, self, {"network": self.name, "settings": {}}, params=self._params_by_place())
+
+    def load_parameters(self, filename, ctx: Context | None = None, allow_missing=False, ignore_extra=False) -> None:
+        """Read values written by save_parameters into this block's parameters, checked name by name and shape by
+        shape (DataError otherwise); parameters not initialised yet are created on ctx (default cpu())."""
+        _, params, _ = checkpoint.load(filename)
+        own = self._params_by_place()
+        checkpoint.apply(filename, self, params, own, allow_missing, ignore_extra)
+        if ctx is not None:
+            for p in own.values():
+                p.reset_ctx(ctx)
+
+    def _params_by_place(self, prefix: str = "") -> dict:
+        """name -> Parameter, named by attribute path: `weight`, `0.weight`, `b1.0.bias`."""
+        out = {prefix + key: p for key, p in self._params.items()}
+        for key, child in self._children.items():
+            out.update(child._params_by_place(f"{prefix}{key}."))
+        return out
 
     def hybridize(self, *args, **kwargs) -> None:
         """Accepted for Gluon compatibility; minicnn always runs imperatively."""

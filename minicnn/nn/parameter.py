@@ -92,6 +92,21 @@ class Parameter:
             raise ValueError(f"Parameter {self.name}: set_data got shape {host.shape}, expected {self.shape}")
         var.data[...] = var.context.backend.asarray(np.broadcast_to(host, self.shape).astype(self.dtype))
 
+    def load(self, values: np.ndarray, ctx: Context | None = None) -> None:
+        """Take saved values: set_data for an initialised parameter; otherwise the values become the parameter
+        (shape and all, a deferred one included), on ctx or where initialize() said."""
+        if self._var is not None:
+            self.set_data(values)
+            return
+        if self._deferred is not None:
+            ctx = ctx or self._deferred[1]
+        self.shape = tuple(values.shape)
+        self._var = NDArray(
+            (one_context(ctx, f"Parameter {self.name}") or cpu()).backend.asarray(values.astype(self.dtype))
+        )
+        self._var.attach_grad()
+        self._deferred = None
+
     def zero_grad(self) -> None:
         if self._var is not None and self._var.grad is not None:
             self._var.grad.data[...] = 0
