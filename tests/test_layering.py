@@ -8,9 +8,9 @@ The layers, lowest first (a module may import its own layer or a lower one):
     distributed                              data-parallel training's collectives (MPI, NCCL)
     autograd                                 NDArray, Function, backward
     ops                                      the textbook Functions
-    nn, loss, optim                          Gluon-like layers, loss, Trainer
+    nn, loss, optim, checkpoint              Gluon-like layers, loss, Trainer, parameter files
     models                                   the chapter's networks
-    everything else                          training, checkpoints, summary, profile, pictures, the CLI
+    everything else                          training, summary, profile, pictures, the CLI
 
 Every import counts, also those inside functions: a lazy import upward is still a dependency upward.
 """
