@@ -11,6 +11,9 @@ To time another checkout's code (an older commit's worktree, say) against this o
 
     git worktree add /tmp/before HEAD~1
     ./dev python benchmarks/ab_env.py lenet --steps 80 --rounds 6 PYTHONPATH=/tmp/before -
+
+(For code older than the process tuning on import, add OPENBLAS_THREAD_TIMEOUT=14 to both variants: the worker
+imports NumPy first, and such code tuned OpenBLAS only when it loaded it itself.)
 """
 
 from __future__ import annotations

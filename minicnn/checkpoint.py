@@ -3,7 +3,9 @@
 Layout of the archive (plain arrays only; every entry's header is read first and an object array refused, so a
 downloaded checkpoint cannot run code):
     meta            0-d unicode array holding JSON: format version, network name, its settings, training state
-    param/<name>    one array per parameter, in definition order
+                    (a file of Block.save_parameters: "by": "save_parameters", no settings, no state)
+    param/<name>    one array per parameter, in definition order: named by layer (conv0_weight) in the command
+                    line's checkpoints, by place (0.weight) in Block.save_parameters' files, as in Gluon
     opt/<name>      SGD momentum buffers, when a trainer's state is saved
 Writes are atomic: the archive goes to a temporary file in the same directory, then `os.replace` renames it,
 so an interrupted save never leaves a half-written checkpoint where a good one was.
@@ -68,17 +70,32 @@ except ImportError:  # a Python built without lzma
 _NPY_MAGIC = b"\x93NUMPY"
 _CHUNK = 1 << 20
 _PICKLED = "holds pickled Python objects, which minicnn never writes and never loads"
-_NOT_NPZ = "it is not an .npz archive; pass a file written by train --save"
+# Who writes a checkpoint, as its readers say it: the command line (a run) or Block.save_parameters (values only).
+# (what a missing file is called, how to write one, the advice when its parameters do not fit the network)
+_WRITERS = {
+    "train --save": (
+        "checkpoint", "train with --save {path} first", "load it with the network and settings it was trained with"
+    ),
+    "save_parameters": (
+        "parameter file", "write it with net.save_parameters first",
+        "load it into a network like the one that saved it, or pass allow_missing=True / ignore_extra=True",
+    ),
+}  # fmt: skip
+SAVED_BY_BLOCK = "save_parameters"  # meta["by"] of a file Block.save_parameters wrote
 
 
-def load(path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def load(path, writer: str = "train --save") -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(meta, parameters by name, optimizer states by name) from a checkpoint; DataError for anything else.
+    writer: who the reader expects to have written it, "train --save" (the command line, which needs a run's
+    checkpoint) or "save_parameters" (Block.load_parameters, which takes either), for the messages.
 
     Nothing is unpickled: a file or an entry that holds pickled objects is refused after reading its header.
     """
     path = Path(path)
+    noun, how, _ = _WRITERS[writer]
+    not_npz = f"it is not an .npz archive; pass a file written by {writer}"
     if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist; train with --save {path} first")
+        raise DataError(f"{noun} {path} does not exist; {how.format(path=path)}")
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -87,11 +104,11 @@ def load(path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
             f"checkpoint {path} cannot be read ({exc.strerror or 'read error'}); check its permissions"
         ) from None
     if head.startswith(_NPY_MAGIC):
-        raise DataError(f"{path} is not a minicnn checkpoint: {_npy_kind(path)}")
+        raise DataError(f"{path} is not a minicnn checkpoint: {_npy_kind(path, not_npz)}")
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle's PROTO opcode, protocol 2 to 5
         raise DataError(f"{path} is not a minicnn checkpoint: it {_PICKLED}")
     if not head.startswith(b"PK"):
-        raise DataError(f"{path} is not a minicnn checkpoint: {_NOT_NPZ}")
+        raise DataError(f"{path} is not a minicnn checkpoint: {not_npz}")
     try:
         with zipfile.ZipFile(path) as archive:
             entries = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
@@ -108,6 +125,11 @@ def load(path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
             f"{path} is not a readable minicnn checkpoint (its zip archive is damaged or cut short)"
         ) from None
     meta = _meta(path, arrays.pop("meta"))
+    if writer == "train --save" and meta.get("by") == SAVED_BY_BLOCK:
+        raise DataError(
+            f"{path} holds a network's values written by save_parameters, not a training run's checkpoint; read it "
+            "with net.load_parameters in Python"
+        )
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
     opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
     return meta, params, opt
@@ -122,16 +144,16 @@ def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     return readers[version](f)
 
 
-def _npy_kind(path: Path) -> str:
+def _npy_kind(path: Path, not_npz: str) -> str:
     """What a bare .npy file given as a checkpoint holds, in words (it is never loaded)."""
     try:
         with open(path, "rb") as f:
             _, _, dtype = _npy_header(f)
     except _READ_ERRORS:
-        return "it is a damaged NumPy .npy file, not an .npz archive; pass a file written by train --save"
+        return f"it is a damaged NumPy .npy file; {not_npz.removeprefix('it is ')}"
     if dtype.hasobject:
         return f"it {_PICKLED}"
-    return "it is a single NumPy array (.npy), not an .npz archive; pass a file written by train --save"
+    return f"it is a single NumPy array (.npy); {not_npz.removeprefix('it is ')}"
 
 
 def _read_entry(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> np.ndarray:
@@ -179,17 +201,23 @@ def _meta(path: Path, array: np.ndarray) -> dict:
     return meta
 
 
-def apply(path, net, params: dict[str, np.ndarray], own: dict | None = None, allow_missing=False, ignore_extra=False):
+def apply(
+    path, net, params: dict[str, np.ndarray], own: dict | None = None, allow_missing=False, ignore_extra=False,
+    writer: str = "train --save", ctx=None,
+) -> None:  # fmt: skip
     """Copy checkpoint parameters into `net` (or into `own`, name -> Parameter), after checking that every name and
     shape matches; an uninitialised parameter takes the checkpoint's values and shape. allow_missing leaves the
-    parameters the checkpoint lacks as they are, ignore_extra skips those the network lacks."""
+    parameters the checkpoint lacks as they are, ignore_extra skips those the network lacks. Nothing is written
+    unless every check passes. writer: as in `load`, for the advice; ctx: where uninitialised parameters go."""
+    advice = _WRITERS[writer][2]
     own = net.collect_params() if own is None else own
     missing = [k for k in own if k not in params]
     extra = [k for k in params if k not in own]
     if (missing and not allow_missing) or (extra and not ignore_extra):
+        lacks = [f"it lacks {missing[:3]}" if missing and not allow_missing else ""]
+        lacks += [f"the network lacks {extra[:3]}" if extra and not ignore_extra else ""]
         raise DataError(
-            f"{path} holds the parameters of another network (missing {missing[:3]}, unexpected {extra[:3]}); "
-            "load it with the network and settings it was trained with"
+            f"{path} holds the parameters of another network ({', '.join(x for x in lacks if x)}); {advice}"
         )
     kept = {name: p for name, p in own.items() if name in params}
     for name, p in kept.items():
@@ -198,8 +226,8 @@ def apply(path, net, params: dict[str, np.ndarray], own: dict | None = None, all
         saved = params[name].shape  # a deferred parameter's unknown sizes (0) take the saved ones
         if len(saved) != len(p.shape) or any(d not in (0, v) for d, v in zip(p.shape, saved)):
             raise DataError(
-                f"{path}: parameter {name} has shape {tuple(saved)} in the checkpoint but "
-                f"{tuple(p.shape)} in the network; use the same network settings (e.g. --width-divisor)"
+                f"{path}: parameter {name} has shape {tuple(saved)} in the checkpoint but {tuple(p.shape)} in the "
+                f"network; {advice}"
             )
     for name, p in kept.items():
-        p.load(params[name])
+        p.load(params[name], ctx)

@@ -317,6 +317,8 @@ def test_a_custom_block_makes_parameters_with_params_get_as_in_gluon():
 
     block = Scale()
     assert block.params.get("gamma") is block.gamma  # asked again: the same parameter
+    block.g = block.gamma  # renamed: known by its attribute, as in Gluon, and saved once
+    assert list(block._params_by_place()) == ["g"]
     with pytest.raises(ValueError, match=r"scale_gamma exists with shape \(1, 3, 1, 1\); asked for \(3,\)"):
         block.params.get("gamma", shape=(3,))
     with pytest.raises(ValueError, match="grad_req='null' is not supported"):
@@ -361,11 +363,49 @@ def test_save_parameters_and_load_parameters_carry_a_network_to_another_instance
     x = image((2, 1, 28, 28))
     y = first(x).asnumpy()
     first.save_parameters(tmp_path / "lenet.params")
-    second = nn.Sequential()
-    second.add(*(type(layer)(**kwargs) for layer, kwargs in zip(first, LENET_ARGS)))
-    assert [p.name for p in second.collect_params().values()] != [p.name for p in first.collect_params().values()]
+    with nn.fresh_names():
+        nn.Conv2D(1, 1), nn.Dense(1)  # names taken: the second LeNet's layers are conv1, ..., dense1, ...
+        second = nn.Sequential()
+        second.add(*(type(layer)(**kwargs) for layer, kwargs in zip(first, LENET_ARGS)))
+    assert second[0].weight.name == "conv1_weight" and first[0].weight.name == "conv0_weight"
     second.load_parameters(tmp_path / "lenet.params")
     np.testing.assert_array_equal(second(x).asnumpy(), y)
+
+
+def test_load_parameters_reads_a_command_line_checkpoint_and_the_command_line_refuses_values_only(tmp_path):
+    """The command line's checkpoints name parameters by layer (conv0_weight): load_parameters falls back to those
+    names, as Gluon does for prefix names. A save_parameters file holds no run: checkpoint.load (the command
+    line's reader) says so in one line."""
+    from minicnn import checkpoint
+
+    net = lenet()
+    net.initialize(init=init.Xavier())
+    x = image((2, 1, 28, 28))
+    y = net(x).asnumpy()
+    checkpoint.save(tmp_path / "run.npz", net, {"network": "lenet", "settings": {}})
+    again = lenet()
+    again.load_parameters(tmp_path / "run.npz")
+    np.testing.assert_array_equal(again(x).asnumpy(), y)
+    net.save_parameters(tmp_path / "values.npz")
+    with pytest.raises(mc.DataError, match="written by save_parameters, not a training run's checkpoint"):
+        checkpoint.load(tmp_path / "values.npz")
+
+
+def test_load_parameters_checks_everything_before_it_writes_anything(tmp_path):
+    dense = nn.Dense(2, in_units=3)
+    dense.initialize()
+    dense.save_parameters(tmp_path / "f32.params")
+    wide = nn.Dense(2, in_units=3, dtype="float64")
+    wide.initialize()
+    before = wide.weight.data().asnumpy().copy()
+    with pytest.raises(mc.DataError, match="is float32 in the file and float64 in the network; pass cast_dtype=True"):
+        wide.load_parameters(tmp_path / "f32.params")
+    with pytest.raises(mc.DeviceError):
+        wide.load_parameters(tmp_path / "f32.params", ctx=mc.gpu(7))  # no such device here: refused first
+    np.testing.assert_array_equal(wide.weight.data().asnumpy(), before)  # untouched
+    wide.load_parameters(tmp_path / "f32.params", cast_dtype=True)
+    assert wide.weight.data().dtype == np.float64
+    np.testing.assert_array_equal(wide.weight.data().asnumpy(), dense.weight.data().asnumpy())
 
 
 LENET_ARGS = [  # the chapter's LeNet, layer by layer
@@ -387,7 +427,7 @@ def test_load_parameters_refuses_another_networks_file_unless_told_what_to_skip(
     bigger = nn.Sequential()
     bigger.add(nn.Dense(4, in_units=3), nn.Dense(2, in_units=4))
     bigger.initialize()
-    with pytest.raises(mc.DataError, match=r"another network \(missing \['1.weight', '1.bias'\]"):
+    with pytest.raises(mc.DataError, match=r"another network \(it lacks \['1.weight', '1.bias'\]\); .*allow_missing"):
         bigger.load_parameters(tmp_path / "small.params")
     bigger.load_parameters(tmp_path / "small.params", allow_missing=True)
     np.testing.assert_array_equal(bigger[0].weight.data().asnumpy(), small[0].weight.data().asnumpy())

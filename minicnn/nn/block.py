@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from .. import checkpoint
 from ..device import Context, one_context
+from ..errors import DataError
 from .parameter import Parameter, ParameterDict
 
 _scopes: list[defaultdict] = [defaultdict(int)]
@@ -81,6 +82,8 @@ class Block:
         if isinstance(value, Block):
             self._children[key] = value
         elif isinstance(value, Parameter):
+            for other in [k for k, p in self._params.items() if p is value and k != key]:
+                del self._params[other]  # `self.w = self.params.get("weight")`: known as w from now on, as in Gluon
             self._params[key] = value
         object.__setattr__(self, key, value)
 
@@ -124,21 +127,49 @@ class Block:
         or a list naming one device."""
         self.collect_params().initialize(init, one_context(ctx, f"{self.name}.initialize"), force_reinit)
 
-    def save_parameters(self, filename) -> None:
+    def save_parameters(self, filename, deduplicate: bool = False) -> None:
         """Write every parameter's values to `filename` (minicnn's .npz checkpoint format), each named by its place
         in this block as in Gluon (`0.weight`, `3.bias`): another instance of the same network reads them back
-        whatever its layers are called."""
-        checkpoint.save(filename, self, {"network": self.name, "settings": {}}, params=self._params_by_place())
+        whatever its layers are called. deduplicate: a parameter reached by two paths (a block used twice) is
+        written once, under its first."""
+        params = self._params_by_place()
+        if deduplicate:
+            first = {}
+            for name, p in params.items():
+                first.setdefault(id(p), name)
+            params = {name: p for name, p in params.items() if first[id(p)] == name}
+        meta = {"network": self.name, "settings": {}, "by": checkpoint.SAVED_BY_BLOCK}
+        checkpoint.save(filename, self, meta, params=params)
 
-    def load_parameters(self, filename, ctx: Context | None = None, allow_missing=False, ignore_extra=False) -> None:
-        """Read values written by save_parameters into this block's parameters, checked name by name and shape by
-        shape (DataError otherwise); parameters not initialised yet are created on ctx (default cpu())."""
-        _, params, _ = checkpoint.load(filename)
-        own = self._params_by_place()
-        checkpoint.apply(filename, self, params, own, allow_missing, ignore_extra)
+    def load_parameters(
+        self, filename, ctx: Context | None = None, allow_missing=False, ignore_extra=False, cast_dtype=False,
+        dtype_source="current",
+    ) -> None:  # fmt: skip
+        """Read values written by save_parameters (or a checkpoint of `train --save`, whose names are the layers')
+        into this block's parameters, checked name by name, shape by shape and dtype by dtype (cast_dtype=True
+        converts to the network's); nothing is written unless all fit. Parameters not initialised yet are created
+        on ctx (default cpu()); initialised ones stay where they are, and another ctx for them is an error."""
+        what = f"{self.name}.load_parameters"
+        ctx = one_context(ctx, what)
         if ctx is not None:
-            for p in own.values():
-                p.reset_ctx(ctx)
+            ctx.backend  # noqa: B018 - a device that cannot be used fails here, before anything is read
+        if dtype_source != "current":
+            raise ValueError(f"{what}: dtype_source={dtype_source!r} is not supported; the network's dtypes are kept")
+        _, params, _ = checkpoint.load(filename, writer=checkpoint.SAVED_BY_BLOCK)
+        own = self._params_by_place()
+        if params and not any("." in k for k in params) and any("." in k for k in own):
+            own = self.collect_params()  # the command line's checkpoints name parameters by layer (conv0_weight)
+        for name, p in own.items():
+            if name not in params:
+                continue
+            if p.initialized and ctx is not None and p.list_ctx() != [ctx]:
+                raise ValueError(f"{what}: {name} lives on {p.list_ctx()[0]}, not {ctx}; leave ctx out to load there")
+            if params[name].dtype != p.dtype and not cast_dtype:
+                raise DataError(
+                    f"{filename}: parameter {name} is {params[name].dtype} in the file and {p.dtype} in the network; "
+                    "pass cast_dtype=True to convert"
+                )
+        checkpoint.apply(filename, self, params, own, allow_missing, ignore_extra, checkpoint.SAVED_BY_BLOCK, ctx)
 
     def _params_by_place(self, prefix: str = "") -> dict:
         """name -> Parameter, named by attribute path: `weight`, `0.weight`, `b1.0.bias`."""
