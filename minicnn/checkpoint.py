@@ -74,7 +74,8 @@ _PICKLED = "holds pickled Python objects, which minicnn never writes and never l
 # (what a missing file is called, how to write one, the advice when its parameters do not fit the network)
 _WRITERS = {
     "train --save": (
-        "checkpoint", "train with --save {path} first", "load it with the network and settings it was trained with"
+        "checkpoint", "train with --save {path} first",
+        "load it with the network and settings it was trained with (e.g. the same --width-divisor)",
     ),
     "save_parameters": (
         "parameter file", "write it with net.save_parameters first",
