@@ -320,6 +320,12 @@ class NDArray:
             raise TypeError(f"NDArray ** takes a number as the exponent, got {type(exponent).__name__}")
         return Pow(exponent)(self)
 
+    def __rpow__(self, base):
+        """base ** x for a positive number base, as e^(x ln base)."""
+        if not np.isscalar(base) or not base > 0:
+            raise ValueError(f"number ** NDArray takes a positive number as the base, got {base!r}")
+        return (self * math.log(base)).exp()
+
     def square(self) -> NDArray:
         return Pow(2)(self)
 

@@ -460,6 +460,7 @@ def test_flatten_output_and_gradient_match_mxnet(shape, seed):
         ("x ** 3", lambda x: x**3, lambda x: x**3, [(2, 3)]),
         ("x ** 0.5 of positives", lambda x: (x * x + 0.1) ** 0.5, lambda x: (x * x + 0.1) ** 0.5, [(3, 2)]),
         ("square", lambda x: x.square(), lambda x: x.square(), [(2, 3, 2)]),
+        ("2.5 ** x", lambda x: 2.5**x, lambda x: 2.5**x, [(3, 2)]),
         ("abs", abs, abs, [(4, 3)]),
         ("a @ b", lambda a, b: a @ b, lambda a, b: mx.nd.dot(a, b), [(3, 4), (4, 2)]),  # noqa: PLW0108 (mx: None
         ("nd.dot", mc.nd.dot, lambda a, b: mx.nd.dot(a, b), [(1, 5), (5, 3)]),  # noqa: PLW0108 without MXNet)
