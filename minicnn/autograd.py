@@ -392,10 +392,13 @@ class NDArray:
 
     # ---- non-differentiable -----------------------------------------------------------------------
     def argmax(self, axis=None) -> NDArray:
-        return NDArray(self.data.argmax(axis=axis))
+        """The index of the largest value along `axis` (of the flattened array when None), in this array's dtype
+        as in MXNet (float32 for float32 data)."""
+        return NDArray(self.data.argmax(axis=axis).astype(self.dtype))
 
     def _compare(self, other, op) -> NDArray:
-        return NDArray(op(self.data, _raw(other)))
+        """1 where the comparison holds, else 0, in this array's dtype (MXNet's convention, not booleans)."""
+        return NDArray(op(self.data, _raw(other)).astype(self.dtype))
 
     def __eq__(self, other):
         return self._compare(other, lambda a, b: a == b)
@@ -595,10 +598,13 @@ class Log(Function):
 
 
 class Sum(Function):
-    """y = sum of x over `axis` (all axes when None); dx = gy broadcast back to x's shape."""
+    """y = sum of x over `axis` (all axes when None or (), as in MXNet); dx = gy broadcast back to x's shape.
+
+    A sum over every axis has shape () where MXNet's has (1,): NumPy 2 converts only 0-d arrays with float(), and
+    `.asscalar()` reads either."""
 
     def __init__(self, axis, keepdims):
-        self.axis, self.keepdims = axis, keepdims
+        self.axis, self.keepdims = (None if axis == () else axis), keepdims
 
     def forward(self, x):
         self.x_shape = x.shape

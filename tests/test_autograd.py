@@ -144,6 +144,26 @@ def test_sum_of_everything_is_a_zero_dim_array_whose_asnumpy_is_an_ndarray():
     assert s.asscalar() == 15.0
 
 
+def test_sum_over_the_empty_tuple_of_axes_sums_everything_as_in_mxnet():
+    x = mc.array(np.arange(6.0).reshape(2, 3))
+    x.attach_grad()
+    with autograd.record():
+        s = (x * x).sum(axis=())
+    s.backward()
+    assert s.asscalar() == 55.0
+    np.testing.assert_array_equal(x.grad.asnumpy(), 2 * x.asnumpy())
+
+
+def test_comparisons_and_argmax_give_numbers_in_the_arrays_dtype_not_booleans_or_int64():
+    x = mc.array(np.array([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]]), dtype="float32")
+    hits = x.argmax(axis=1) == mc.array(np.array([1.0, 2.0]))
+    assert hits.dtype == np.float32 and hits.asnumpy().tolist() == [1.0, 0.0]
+    assert hits.sum().asscalar() == 1.0
+    for above in (x > 2, 2 < x):
+        assert above.dtype == np.float32 and above.asnumpy().tolist() == [[0, 1, 0], [1, 0, 1]]
+    assert x.argmax().dtype == np.float32 and x.argmax().asscalar() == 3.0
+
+
 def test_reshape_to_an_impossible_shape_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 2\)"):
         mc.array(np.zeros((2, 3))).reshape(4, 2)

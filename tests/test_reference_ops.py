@@ -484,6 +484,28 @@ def test_ndarray_arithmetic_and_shape_methods_match_mxnet(name, ours, theirs, sh
         assert_close(a, b, terms, f"{name} d/dinput{i}")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_comparisons_and_argmax_match_mxnets_values_and_dtype(dtype):
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 3, size=(3, 4)).astype(dtype) for _ in range(2))
+    cases = {
+        "==": lambda x, y: x == y,
+        "!=": lambda x, y: x != y,
+        "<": lambda x, y: x < y,
+        "<=": lambda x, y: x <= y,
+        ">": lambda x, y: x > y,
+        ">=": lambda x, y: x >= y,
+        "> 1": lambda x, y: x > 1,
+        "argmax(axis=1)": lambda x, y: x.argmax(axis=1),
+        "argmax(axis=0) == row 0": lambda x, y: x.argmax(axis=0) == y[0],
+    }
+    for name, f in cases.items():
+        ours = f(mc.array(a, dtype=dtype), mc.array(b, dtype=dtype)).asnumpy()
+        theirs = f(mx.nd.array(a, dtype=dtype), mx.nd.array(b, dtype=dtype)).asnumpy()
+        assert ours.dtype == theirs.dtype, f"{name}: {ours.dtype} != MXNet's {theirs.dtype}"
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
+
+
 def test_layers_and_the_loss_take_gluons_arguments_in_gluons_order():
     """Every argument Gluon's constructor names, at the same position (minicnn adds prefix and params, Gluon's
     **kwargs), so that code passing them by position means the same thing in both."""
