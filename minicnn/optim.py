@@ -55,6 +55,10 @@ class Trainer:
         distributed.broadcast([p.data().data for p in ready])
         self._shared.update(p.name for p in ready)
 
+    def _trained(self) -> list[Parameter]:
+        """The parameters step() updates: all but those with grad_req 'null' (frozen), as in Gluon."""
+        return [p for p in self.params if p.grad_req != "null"]
+
     def set_learning_rate(self, lr: float) -> None:
         self.learning_rate = float(lr)
 
@@ -68,14 +72,14 @@ class Trainer:
         """With kvstore='dist_sync': replace every gradient by its sum over the ranks; otherwise nothing."""
         if self.distributed:
             self._share_initialized()
-            distributed.allreduce([p.data().grad.data for p in self.params])
+            distributed.allreduce([p.grad().data for p in self._trained()])
 
     def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
         """The SGD update of every parameter with the gradients as they are, divided by batch_size."""
         if batch_size <= 0:
             raise ValueError(f"Trainer.step: batch_size must be positive, got {batch_size}")
         rescale = 1.0 / batch_size
-        for p in self.params:
+        for p in self._trained():
             var = p.data()
             w, g = var.data, var.grad.data
             if not (self.wd or self.momentum):  # plain SGD, the chapter's case

@@ -221,6 +221,68 @@ def test_trainer_takes_a_networks_parameter_dict_and_updates_every_parameter():
         assert np.any(p.data().asnumpy() != before[k]), k
 
 
+def _lenet_step(net, trainer, x, y):
+    with autograd.record():
+        loss = mc.loss.SoftmaxCrossEntropyLoss()(net(x), y)
+    loss.backward()
+    trainer.step(len(y))
+
+
+def test_a_frozen_layer_keeps_its_values_and_has_no_gradient_while_the_rest_trains():
+    net = lenet()
+    net.initialize(init=init.Xavier())
+    x, y = mc.array(np.random.default_rng(2).uniform(0, 1, (4, 1, 28, 28))), mc.array([0, 1, 2, 3])
+    net(x)
+    net.collect_params(".*conv0.*").setattr("grad_req", "null")
+    params = net.collect_params()
+    trainer = mc.Trainer(params, "sgd", {"learning_rate": 0.9})
+    before = {k: p.data().asnumpy().copy() for k, p in params.items()}
+    _lenet_step(net, trainer, x, y)
+    for k, p in params.items():
+        moved = np.any(p.data().asnumpy() != before[k])
+        assert moved == ("conv0" not in k), k
+    with pytest.raises(RuntimeError, match="conv0_weight.*grad_req is 'null'"):
+        params["conv0_weight"].grad()
+    params["conv0_weight"].grad_req = "write"  # thawed: a gradient of zeros again, and trained
+    assert not params["conv0_weight"].grad().asnumpy().any()
+    _lenet_step(net, trainer, x, y)
+    assert np.any(params["conv0_weight"].data().asnumpy() != before["conv0_weight"])
+
+
+def test_grad_req_add_sums_the_gradients_of_two_backward_passes_until_zero_grad():
+    net = lenet()
+    net.initialize(init=init.Xavier())
+    x, y = mc.array(np.random.default_rng(3).uniform(0, 1, (2, 1, 28, 28))), mc.array([4, 7])
+    net(x)
+    params = net.collect_params()
+    loss = mc.loss.SoftmaxCrossEntropyLoss()
+
+    def grads():
+        with autograd.record():
+            total = loss(net(x), y).sum()
+        total.backward()
+        return {k: p.grad().asnumpy().copy() for k, p in params.items()}
+
+    once = grads()
+    params.setattr("grad_req", "add")
+    assert all(not p.grad().asnumpy().any() for p in params.values())
+    grads()
+    twice = grads()
+    for k in params:
+        np.testing.assert_allclose(twice[k], 2 * once[k], rtol=1e-5, atol=1e-7, err_msg=k)
+    params.zero_grad()
+    for k, g in grads().items():
+        np.testing.assert_allclose(g, once[k], rtol=1e-6, atol=1e-8, err_msg=k)
+
+
+def test_grad_req_takes_gluons_three_values_and_setattr_only_grad_req():
+    params = lenet().collect_params()
+    with pytest.raises(ValueError, match="conv0_weight: grad_req must be 'write', 'add' or 'null', got 'none'"):
+        params["conv0_weight"].grad_req = "none"
+    with pytest.raises(AttributeError, match="grad_req only, not 'lr_mult'"):
+        params.setattr("lr_mult", 0.5)
+
+
 @pytest.mark.parametrize(
     ("optimizer", "options", "pattern"),
     [

@@ -321,12 +321,13 @@ def test_a_custom_block_makes_parameters_with_params_get_as_in_gluon():
     assert list(block._params_by_place()) == ["g"]
     with pytest.raises(ValueError, match=r"scale_gamma exists with shape \(1, 3, 1, 1\); asked for \(3,\)"):
         block.params.get("gamma", shape=(3,))
-    with pytest.raises(ValueError, match="grad_req='null' is not supported"):
-        block.params.get("beta", shape=(3,), grad_req="null")
+    assert block.params.get("frozen", shape=(3,), grad_req="null").grad_req == "null"
+    with pytest.raises(ValueError, match="scale_bad: grad_req must be 'write', 'add' or 'null'"):
+        block.params.get("bad", shape=(3,), grad_req="none")
     with pytest.raises(TypeError, match="params.get takes shape=, init= and dtype=.*got lr_mult"):
         block.params.get("beta", shape=(3,), lr_mult=2.0)
     assert block.collect_params().get("scale_beta") is None  # a collected dict is a plain dict: no new parameter
-    assert list(block.collect_params()) == ["scale_gamma"]
+    assert list(block.collect_params()) == ["scale_gamma", "scale_frozen"]
     block.initialize()
     x = image((2, 3, 2, 2))
     x.attach_grad()

@@ -101,3 +101,48 @@ def test_lenet_losses_track_mxnet_for_30_sgd_steps(source):
         w, w_ref = p.data().asnumpy(), q.data().asnumpy()
         drift = np.abs(w - w_ref).max() / np.abs(w_ref).max()
         assert drift <= PARAM_DRIFT, f"{p.name} after {STEPS} steps: {drift:.1e} > {PARAM_DRIFT:.0e}"
+
+
+def test_frozen_layers_and_accumulated_gradients_train_as_in_mxnet():
+    """grad_req 'null' on LeNet's convolutions (Trainer leaves them) and then 'add' everywhere (two backward
+    passes sum their gradients): the same parameters and gradients as MXNet's after each."""
+    images, labels = synthetic_batches()
+    mc.random.seed(1)
+    ours, theirs = models.lenet(), G.lenet()
+    ours.initialize(init=mc.init.Xavier())
+    theirs.initialize()
+    bridge.to_gluon(ours, theirs, input_shape=(1, 1, 28, 28))
+    pairs = bridge.pairs(ours, theirs)
+    for p, q in pairs:
+        if "conv" in p.name:
+            p.grad_req = q.grad_req = "null"
+    trainer = mc.Trainer(ours.collect_params(), "sgd", {"learning_rate": LR})
+    trainer_ref = mx.gluon.Trainer(theirs.collect_params(), "sgd", {"learning_rate": LR})
+    loss, loss_ref = mc.loss.SoftmaxCrossEntropyLoss(), mx.gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def backward(step):
+        x, y = images[step * 64 : (step + 1) * 64], labels[step * 64 : (step + 1) * 64]
+        with mc.autograd.record():
+            total = loss(ours(mc.array(x)), mc.array(y)).sum()
+        total.backward()
+        with mx.autograd.record():
+            total_ref = loss_ref(theirs(mx.nd.array(x)), mx.nd.array(y)).sum()
+        total_ref.backward()
+
+    frozen = {p.name: p.data().asnumpy().copy() for p, _ in pairs if "conv" in p.name}
+    for step in range(3):
+        backward(step)
+        trainer.step(64)
+        trainer_ref.step(64)
+    for p, q in pairs:
+        w, w_ref = p.data().asnumpy(), q.data().asnumpy()
+        np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-5 * np.abs(w_ref).max(), err_msg=p.name)
+        if p.name in frozen:
+            np.testing.assert_array_equal(w, frozen[p.name], err_msg=p.name)
+    for p, q in pairs:
+        p.grad_req = q.grad_req = "add"
+    backward(3)
+    backward(4)
+    for p, q in pairs:
+        g, g_ref = p.grad().asnumpy(), q.grad().asnumpy()
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5 * np.abs(g_ref).max(), err_msg=p.name)

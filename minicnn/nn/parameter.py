@@ -16,15 +16,35 @@ from .. import random
 from ..autograd import NDArray
 from ..device import Context, cpu, one_context
 
+GRAD_REQS = ("write", "add", "null")
+
 
 class Parameter:
-    def __init__(self, name: str, shape: tuple, init=None, dtype="float32"):
+    """A trainable array. grad_req, as in Gluon: 'write' (backward overwrites .grad), 'add' (backward adds to it;
+    zero_grad() clears it) or 'null' (frozen: no gradient, and Trainer leaves it as it is)."""
+
+    def __init__(self, name: str, shape: tuple, init=None, dtype="float32", grad_req: str = "write"):
         self.name = name
         self.shape = tuple(shape)
         self.init = init  # this parameter's own initialiser (e.g. zeros for biases); wins over the global one
         self.dtype = np.dtype(dtype)
         self._var: NDArray | None = None
         self._deferred: tuple | None = None  # (initializer, ctx) waiting for the shape
+        self._grad_req = "write"
+        self.grad_req = grad_req
+
+    @property
+    def grad_req(self) -> str:
+        return self._grad_req
+
+    @grad_req.setter
+    def grad_req(self, req: str) -> None:
+        if req not in GRAD_REQS:
+            raise ValueError(f"Parameter {self.name}: grad_req must be 'write', 'add' or 'null', got {req!r}")
+        if req != self._grad_req:
+            self._grad_req = req
+            if self._var is not None:
+                self._var.attach_grad(req)  # a new gradient of zeros, or none
 
     def __repr__(self) -> str:
         return f"Parameter {self.name} (shape={self.shape}, dtype={self.dtype.name})"
@@ -56,7 +76,7 @@ class Parameter:
     def _materialize(self, initializer, ctx: Context) -> None:
         values = initializer(self.shape, random.parameter_generator(self.name)).astype(self.dtype)
         self._var = NDArray(ctx.backend.asarray(values))
-        self._var.attach_grad()
+        self._var.attach_grad(self._grad_req)
         self._deferred = None
 
     def _finish_deferred(self, shape: tuple) -> None:
@@ -78,7 +98,19 @@ class Parameter:
         return self._check_initialized()
 
     def grad(self, ctx: Context | None = None) -> NDArray:
-        return self._check_initialized().grad
+        var = self._check_initialized()
+        if self._grad_req == "null":
+            raise RuntimeError(
+                f"Parameter {self.name} has no gradient: its grad_req is 'null' (set it to 'write' to train it)"
+            )
+        return var.grad
+
+    def list_data(self) -> list[NDArray]:
+        """[data()]: minicnn keeps a parameter on one device (Gluon's list has one entry per device)."""
+        return [self.data()]
+
+    def list_grad(self) -> list[NDArray]:
+        return [self.grad()]
 
     def list_ctx(self) -> list[Context]:
         return [self._check_initialized().context]
@@ -104,7 +136,7 @@ class Parameter:
         self._var = NDArray(
             (one_context(ctx, f"Parameter {self.name}") or cpu()).backend.asarray(values.astype(self.dtype))
         )
-        self._var.attach_grad()
+        self._var.attach_grad(self._grad_req)
         self._deferred = None
 
     def zero_grad(self) -> None:
@@ -116,7 +148,7 @@ class Parameter:
         ctx = one_context(ctx, f"Parameter {self.name}")
         if self._var is not None:
             self._var = NDArray(ctx.backend.asarray(self._var.data))
-            self._var.attach_grad()
+            self._var.attach_grad(self._grad_req)
         elif self._deferred is not None:
             self._deferred = (self._deferred[0], ctx)
 
@@ -145,17 +177,21 @@ class ParameterDict(OrderedDict):
         unknown = sorted(set(kwargs) - _GET_OPTIONS)
         if args or unknown:
             raise TypeError(
-                f"{full}: params.get takes shape=, init= and dtype= (and Gluon's allow_deferred_init, "
-                f"grad_req='write'), got {', '.join(unknown) or 'positional arguments'}"
+                f"{full}: params.get takes shape=, init= and dtype= (and Gluon's allow_deferred_init and "
+                f"grad_req), got {', '.join(unknown) or 'positional arguments'}"
             )
-        if kwargs.get("grad_req", "write") != "write":
-            raise ValueError(f"{full}: grad_req={kwargs['grad_req']!r} is not supported; every parameter is trained")
         shape = tuple(kwargs.get("shape", ()))
         if full in self:
             if "shape" in kwargs and self[full].shape != shape and self[full].shape_known:
                 raise ValueError(f"{full} exists with shape {self[full].shape}; asked for {shape}")
             return self[full]
-        self[full] = Parameter(full, shape, init=kwargs.get("init"), dtype=kwargs.get("dtype", "float32"))
+        self[full] = Parameter(
+            full,
+            shape,
+            init=kwargs.get("init"),
+            dtype=kwargs.get("dtype", "float32"),
+            grad_req=kwargs.get("grad_req", "write"),
+        )
         self._owner[name] = self[full]
         return self[full]
 
@@ -166,6 +202,17 @@ class ParameterDict(OrderedDict):
     def zero_grad(self) -> None:
         for p in self.values():
             p.zero_grad()
+
+    def setattr(self, name: str, value) -> None:
+        """Set one attribute of every parameter: `net.collect_params('.*conv0.*').setattr('grad_req', 'null')`
+        freezes a layer, as in Gluon."""
+        if name != "grad_req":
+            raise AttributeError(
+                f"ParameterDict.setattr: minicnn's parameters take grad_req only, not {name!r} "
+                "(no lr_mult or wd_mult: one learning rate and wd for all, in Trainer)"
+            )
+        for p in self.values():
+            p.grad_req = value
 
     def reset_ctx(self, ctx: Context) -> None:
         for p in self.values():
