@@ -29,6 +29,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .files import writable_dir
+
 # LLVM command-line options, by the LLVM major versions they are for, and the tag they add to the cache's name
 OLD_LLVM_OPTIONS = ("-runtime-memory-check-threshold=64",)
 OLD_LLVM_BELOW = 15
@@ -61,14 +63,6 @@ def per_version_dirs(version: str) -> list[Path]:
     return candidates
 
 
-def _writable(directory: Path) -> bool:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(directory, os.W_OK | os.X_OK)
-
-
 def use_per_version_cache() -> Path | None:
     """Point numba's cache at this numba version's own directory unless the user chose one.
 
@@ -83,7 +77,7 @@ def use_per_version_cache() -> Path | None:
         config.CACHE_DIR = chosen
         return Path(chosen)
     for directory in per_version_dirs(numba.__version__ + llvm_options()[1]):
-        if _writable(directory):
+        if writable_dir(directory):
             config.CACHE_DIR = str(directory)
             return directory
     return None

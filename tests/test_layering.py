@@ -23,7 +23,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "minicnn"
 
 LAYERS = [
-    ("minicnn.errors", "minicnn.config", "minicnn.backend.shapes"),
+    ("minicnn.errors", "minicnn.config", "minicnn.files", "minicnn.backend.shapes"),
     ("minicnn.backend", "minicnn.device", "minicnn.random", "minicnn.init", "minicnn.data"),
     ("minicnn.fast",),
     ("minicnn.distributed", "minicnn.distributed_nccl"),

@@ -26,6 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from minicnn.errors import DataError
+from minicnn.files import writable_dir
 
 
 @dataclass(frozen=True)
@@ -309,14 +310,6 @@ def open_url(url: str, timeout: float = 30.0) -> BinaryIO:
     return urllib.request.urlopen(url, timeout=timeout)
 
 
-def _writable_dir(directory: Path) -> bool:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(directory, os.W_OK | os.X_OK)
-
-
 def _progress_bar(name: str, done: int, total: int | None) -> None:
     width = 30
     if total:
@@ -395,7 +388,7 @@ def find_data_dir(
     if not download:
         raise DataError(f"Fashion-MNIST not found (searched {where}) and download is disabled; {FIXES}")
     target = mxnet_dir()
-    if not _writable_dir(target):
+    if not writable_dir(target):
         raise DataError(
             f"Fashion-MNIST not found (searched {where}) and {target} cannot be written to download to; {FIXES}"
         )
@@ -423,7 +416,7 @@ def _named_data_dir(
             f"the four Fashion-MNIST files there, or name the directory that holds them (Debian's "
             f"dataset-fashion-mnist puts them in {DEBIAN_DIR}), or name none to use MXNet's cache or Debian's copy"
         )
-    if missing and not _writable_dir(directory):
+    if missing and not writable_dir(directory):
         raise DataError(
             f"{called} {directory} lacks {', '.join(missing)} and cannot be written to download them into; "
             "make it writable, or name the directory that holds the four Fashion-MNIST files"
