@@ -263,7 +263,9 @@ class NDArray:
 
     # ---- conversion -------------------------------------------------------------------------------
     def asnumpy(self) -> np.ndarray:
-        return backend.of(self.data).to_numpy(self.data)
+        """A NumPy copy of the values, as in MXNet: changing it, or this array later, leaves the other as it is."""
+        host = backend.of(self.data).to_numpy(self.data)
+        return host.copy() if host is self.data else host  # the GPU's to_numpy has copied already
 
     def asscalar(self):
         if self.size != 1:
@@ -281,11 +283,24 @@ class NDArray:
             return self
         return NDArray(ctx.backend.asarray(self.data))
 
-    copyto = as_in_context
+    def copyto(self, other) -> NDArray:
+        """A copy on device `other` (a Context), or the values written into NDArray `other` (same shape; its dtype
+        and device kept), which is returned, as in MXNet."""
+        if not isinstance(other, NDArray):
+            return NDArray(other.backend.asarray(self.data).copy())
+        if other.shape != self.shape:
+            raise ValueError(f"copyto: this array has shape {self.shape}, the target {other.shape}; give one alike")
+        other.data[...] = other.context.backend.asarray(self.asnumpy()).astype(other.dtype, copy=False)
+        return other
+
+    def copy(self) -> NDArray:
+        """A copy on the same device."""
+        return NDArray(self.data.copy())
 
     def __array__(self, dtype=None, copy=None):
-        a = self.asnumpy()
-        return a if dtype is None else a.astype(dtype)
+        a = backend.of(self.data).to_numpy(self.data)  # np.asarray(x) may share the CPU's memory, as NumPy's own
+        a = a if dtype is None else a.astype(dtype, copy=False)
+        return a.copy() if copy and a is self.data else a
 
     # ---- arithmetic (differentiable) --------------------------------------------------------------
     def __add__(self, other):
@@ -354,7 +369,7 @@ class NDArray:
         return self.transpose()
 
     def __getitem__(self, key):
-        return GetItem(key)(self)
+        return GetItem(_index(key))(self)
 
     def __setitem__(self, key, value):
         """x[key] = value, in place (`x[:] = 0`), outside autograd.record() only. A graph recorded earlier and not
@@ -364,7 +379,33 @@ class NDArray:
                 "NDArray item assignment inside autograd.record() would change values that backward needs; "
                 "assign outside the record() block, or build a new array"
             )
-        self.data[key] = value.data if isinstance(value, NDArray) else value
+        self.data[_index(key)] = value.data if isinstance(value, NDArray) else value
+
+    def _in_place(self, other, ufunc, sign: str) -> NDArray:
+        """x += y and the like: x's own values change (its dtype kept) and a parameter keeps its gradient. Inside
+        autograd.record() only where neither side takes part in the graph, as in MXNet."""
+        if is_recording() and (self._needs_grad() or (isinstance(other, NDArray) and other._needs_grad())):
+            raise RuntimeError(
+                f"x {sign}= y inside autograd.record() would change values that backward needs; write x = x {sign} y"
+            )
+        try:
+            ufunc(self.data, _raw(other), out=self.data, casting="unsafe")
+        except ValueError:
+            shape = getattr(other, "shape", ())
+            raise ValueError(f"x {sign}= y: y's shape {tuple(shape)} does not broadcast to x's {self.shape}") from None
+        return self
+
+    def __iadd__(self, other):
+        return self._in_place(other, self.xp.add, "+")
+
+    def __isub__(self, other):
+        return self._in_place(other, self.xp.subtract, "-")
+
+    def __imul__(self, other):
+        return self._in_place(other, self.xp.multiply, "*")
+
+    def __itruediv__(self, other):
+        return self._in_place(other, self.xp.true_divide, "/")
 
     def sum(self, axis=None, keepdims: bool = False) -> NDArray:
         return Sum(axis, keepdims)(self)
@@ -655,6 +696,15 @@ class GetItem(Function):
         else:
             xp.add.at(gx, self.key, gy)  # add, not assign: a fancy index may repeat an element
         return gx
+
+
+def _index(key):
+    """An indexing key with NDArray parts as raw arrays; float index arrays (MXNet's default dtype) as integers."""
+    parts = key if isinstance(key, tuple) else (key,)
+    if not any(isinstance(k, NDArray) for k in parts):
+        return key
+    raw = tuple(k.data.astype(np.int64) if isinstance(k, NDArray) and k.dtype.kind == "f" else _raw(k) for k in parts)
+    return raw if isinstance(key, tuple) else raw[0]
 
 
 def _basic_index(key) -> bool:

@@ -164,6 +164,56 @@ def test_comparisons_and_argmax_give_numbers_in_the_arrays_dtype_not_booleans_or
     assert x.argmax().dtype == np.float32 and x.argmax().asscalar() == 3.0
 
 
+def test_asnumpy_is_a_snapshot_that_later_training_does_not_change():
+    w = mc.array(np.array([1.0, 2.0]))
+    w.attach_grad()
+    snapshots = []
+    for k in (1.0, 10.0):
+        with autograd.record():
+            loss = (w * k).sum()
+        loss.backward()
+        snapshots.append(w.grad.asnumpy())
+    assert [s.tolist() for s in snapshots] == [[1.0, 1.0], [10.0, 10.0]]
+    host = w.asnumpy()
+    host[0] = 99.0
+    assert w.asnumpy().tolist() == [1.0, 2.0]
+
+
+def test_in_place_operators_change_the_array_itself_and_keep_its_gradient():
+    w = mc.array(np.array([1.0, 2.0]))
+    w.attach_grad()
+    same = w
+    with autograd.record():
+        loss = (w * w).sum()
+    loss.backward()
+    w -= 0.5 * w.grad  # the hand-written SGD step of d2l's earlier chapters
+    w *= 2
+    w += 1
+    w /= 2
+    assert w is same and w.asnumpy().tolist() == [0.5, 0.5]
+    with autograd.record():
+        loss = (w * 3).sum()
+    loss.backward()
+    assert w.grad.asnumpy().tolist() == [3.0, 3.0]
+    with autograd.record(), pytest.raises(RuntimeError, match=r"x \+= y inside autograd.record"):
+        w += 1
+    with pytest.raises(ValueError, match=r"y's shape \(3,\) does not broadcast to x's \(2,\)"):
+        w += mc.array(np.ones(3))
+
+
+def test_copyto_copies_to_a_device_or_into_an_array_and_float_index_arrays_index():
+    x = mc.array(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    y = x.copyto(mc.cpu())
+    y[:] = 0
+    assert x.asnumpy().sum() == 10.0
+    target = mc.nd.zeros((2, 2), dtype="float64")
+    assert x.copyto(target) is target and target.dtype == np.float64 and target.asnumpy().sum() == 10.0
+    with pytest.raises(ValueError, match=r"shape \(2, 2\), the target \(3,\)"):
+        x.copyto(mc.nd.zeros((3,)))
+    assert x[mc.array(np.array([1.0, 0.0]))].asnumpy().tolist() == [[3.0, 4.0], [1.0, 2.0]]
+    assert x[mc.array(np.array([0.0, 1.0])), mc.array(np.array([1.0, 1.0]))].asnumpy().tolist() == [2.0, 4.0]
+
+
 def test_reshape_to_an_impossible_shape_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 2\)"):
         mc.array(np.zeros((2, 3))).reshape(4, 2)

@@ -530,6 +530,31 @@ def test_ndarray_item_assignment_writes_in_place_like_mxnet_and_is_refused_while
         ours[0] = 0
 
 
+def test_in_place_operators_snapshots_copies_and_float_indices_behave_as_in_mxnet():
+    results = {}
+    for lib, nd, record in ((mc, mc.nd, autograd.record), (mx, mx.nd, mx.autograd.record)):
+        w = nd.array(np.array([1.0, 2.0, 3.0]))
+        w.attach_grad()
+        seen = []
+        for k in (1.0, 10.0):
+            with record():
+                loss = (w * w * k).sum()
+            loss.backward()
+            seen.append(w.grad.asnumpy())
+            w -= 0.1 * w.grad
+            w *= 2
+            w /= 3
+            w += 1
+        x = nd.array(np.arange(12).reshape(3, 4))
+        copy = x.copyto(lib.cpu())
+        copy[:] = 0
+        picked = x[nd.array(np.array([2, 0]))]
+        pairs = x[nd.array(np.array([0, 2])), nd.array(np.array([3, 1]))]
+        results[lib.__name__] = [*seen, w.asnumpy(), x.asnumpy(), picked.asnumpy(), pairs.asnumpy()]
+    for ours, theirs in zip(results["minicnn"], results["mxnet"]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
 # ---- softmax cross-entropy -----------------------------------------------------------------------------
 @settings(deadline=None)
 @given(
