@@ -31,6 +31,16 @@ from .nd import array, ones, zeros  # noqa: E402  (mc.array is mc.nd.array)
 
 __version__ = "0.1.0"
 
+_LAZY = ("checkpoint", "d2l", "data", "models", "train")  # loaded at first use: `mc.d2l` after `import minicnn as mc`
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'minicnn' has no attribute {name!r}")
+
 __all__ = [
     "Context",
     "DataError",

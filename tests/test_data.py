@@ -697,3 +697,69 @@ def test_loader_rejects_mismatched_labels_and_bad_batch_size():
         DataLoader(images, labels[:3], batch_size=2)
     with pytest.raises(ValueError):
         DataLoader(images, labels, batch_size=0)
+
+
+CHAPTER_LOOP = """
+def evaluate_accuracy(data_iter,net,ctx):
+    acc_sum,n=nd.array([0],ctx=ctx),0
+    for X,y in data_iter:
+        X,y=X.as_in_context(ctx),y.as_in_context(ctx).astype('float32')
+        acc_sum+=( net(X).argmax(axis=1)==y ).sum()
+        n+=y.size
+    return acc_sum.asscalar()/n
+
+def train_ch5(net,train_iter,test_iter,batch_size,trainer,ctx,num_epochs):
+    loss=gloss.SoftmaxCrossEntropyLoss()
+    for epoch in range (num_epochs):
+        train_l_sum,train_acc_sum,n=0.0,0.0,0
+        for X,y in train_iter:
+            X,y=X.as_in_context(ctx),y.as_in_context(ctx)
+            with autograd.record():
+                y_hat=net(X)
+                l=loss(y_hat,y).sum()
+            l.backward()
+            trainer.step(batch_size)
+            y=y.astype('float32')
+            train_l_sum+=l.asscalar()
+            train_acc_sum+=( y_hat.argmax(axis=1)==y ).sum().asscalar()
+            n+=y.size
+        test_acc=evaluate_accuracy(test_iter,net,ctx)
+        results.append((train_l_sum/n,train_acc_sum/n,test_acc))
+"""
+
+
+def test_the_chapters_own_training_loop_runs_on_d2l_batches_and_agrees_with_minicnns(tiny_fashion_dir):
+    """The chapter's evaluate_accuracy and train_ch5 as its text writes them (section 5.5, less the prints), on
+    `d2l.load_data_fashion_mnist`: its batches are NDArrays, so `X.as_in_context(ctx)` runs, and the numbers are
+    minicnn's own `d2l.train_ch5`'s."""
+    import minicnn as mc
+    from minicnn import autograd, d2l, models
+
+    runs = []
+    for own in (True, False):
+        mc.random.seed(3)
+        train_iter, test_iter = d2l.load_data_fashion_mnist(64, data_dir=tiny_fashion_dir, seed=0)
+        net = models.lenet()
+        net.initialize(ctx=mc.cpu(), init=mc.init.Xavier())
+        trainer = mc.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.9})
+        if own:
+            scope = {"nd": mc.nd, "gloss": mc.gluon.loss, "autograd": autograd, "results": []}
+            exec(CHAPTER_LOOP, scope)
+            scope["train_ch5"](net, train_iter, test_iter, 64, trainer, mc.cpu(), 2)
+            runs.append(scope["results"])
+        else:
+            done = d2l.train_ch5(net, train_iter, test_iter, 64, trainer, mc.cpu(), 2, log=lambda line: None)
+            runs.append([(r.loss, r.train_acc, r.test_acc) for r in done])
+    assert runs[0][1][0] < runs[0][0][0], "the loss did not fall: the chapter's loop did not train"
+    X, y = next(iter(train_iter))
+    assert isinstance(X, mc.NDArray) and isinstance(y, mc.NDArray) and len(train_iter) == 10
+    np.testing.assert_allclose(np.array(runs[0]), np.array(runs[1]), rtol=1e-5)
+
+
+def test_d2l_data_and_models_are_reachable_after_a_plain_import_minicnn():
+    import subprocess
+    import sys
+
+    code = "import minicnn as mc; mc.d2l.try_gpu; mc.data.DataLoader; mc.models.lenet; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr
