@@ -149,7 +149,7 @@ def _unbroadcast(g, shape):
 class NDArray:
     """An n-dimensional array on a device, with an optional gradient (like `mxnet.nd.NDArray`)."""
 
-    __slots__ = ("data", "grad", "creator", "_grad_req", "__weakref__")
+    __slots__ = ("data", "grad", "creator", "_grad_req", "_fresh_grad", "__weakref__")
     __array_priority__ = 1000  # make `numpy_scalar * NDArray` call our __rmul__
 
     def __init__(self, data):
@@ -157,6 +157,7 @@ class NDArray:
         self.grad: NDArray | None = None
         self.creator: Function | None = None
         self._grad_req = "null"
+        self._fresh_grad = False  # backward wrote .grad since Trainer.step last used it (MXNet's stale check)
 
     # ---- properties -------------------------------------------------------------------------------
     @property
@@ -255,6 +256,7 @@ class NDArray:
                 elif x._grad_req != "null":
                     if id(x) in written:
                         x.grad.data += gx
+                        x._fresh_grad = True
                     else:
                         _store_leaf_grad(x, gx)
                         written.add(id(x))
@@ -482,6 +484,7 @@ def _like(v, ref: NDArray):
 
 
 def _store_leaf_grad(leaf: NDArray, g) -> None:
+    leaf._fresh_grad = True
     if leaf.grad is None or leaf.grad.shape != tuple(g.shape):
         leaf.grad = NDArray(leaf.xp.zeros(g.shape, dtype=leaf.dtype))
     if leaf._grad_req == "add":

@@ -66,7 +66,7 @@ class Trainer:
         """One SGD update of every parameter, gradients divided by batch_size (with kvstore='dist_sync': the
         gradients summed over the ranks first, and batch_size the global batch's)."""
         self.allreduce_grads()
-        self.update(batch_size)
+        self.update(batch_size, ignore_stale_grad)
 
     def allreduce_grads(self) -> None:
         """With kvstore='dist_sync': replace every gradient by its sum over the ranks; otherwise nothing."""
@@ -75,12 +75,25 @@ class Trainer:
             distributed.allreduce([p.grad().data for p in self._trained()])
 
     def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
-        """The SGD update of every parameter with the gradients as they are, divided by batch_size."""
+        """The SGD update of every parameter with the gradients as they are, divided by batch_size.
+
+        As in Gluon, a parameter whose gradient no backward() has written since the last step is an error (it would
+        take the old gradient again); with ignore_stale_grad=True it is left as it is, momentum and wd included."""
         if batch_size <= 0:
             raise ValueError(f"Trainer.step: batch_size must be positive, got {batch_size}")
         rescale = 1.0 / batch_size
-        for p in self._trained():
+        trained = self._trained()
+        stale = [p.name for p in trained if not p.data()._fresh_grad]
+        if stale and not ignore_stale_grad:
+            raise UserWarning(
+                f"Trainer.step: no backward() has given {', '.join(stale)} a gradient since the last step (a "
+                "parameter the forward pass did not use?); call step(batch_size, ignore_stale_grad=True) to skip them"
+            )
+        for p in trained:
             var = p.data()
+            if not var._fresh_grad:
+                continue
+            var._fresh_grad = False
             w, g = var.data, var.grad.data
             if not (self.wd or self.momentum):  # plain SGD, the chapter's case
                 if dispatch.sgd(w, g):

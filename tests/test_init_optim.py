@@ -326,7 +326,7 @@ def test_sgd_update_in_one_pass_rounds_exactly_like_the_textbook_w_minus_lr_time
     start, results = rng.standard_normal((5, 7)), []
     for textbook in (True, False):  # the same through Trainer.step in both modes
         p = make_param("w", start)
-        p.data().grad.data[...] = g[:5, :7]
+        backward_with_grad([p], [g[:5, :7]])
         with config.textbook(textbook):
             mc.Trainer([p], "sgd", {"learning_rate": 0.9}).step(256)
         results.append(p.data().asnumpy())
