@@ -600,15 +600,16 @@ def test_resize_is_bit_exact_with_mxnet_for_any_sizes(mx, seed, h, w, oh, ow):
     np.testing.assert_array_equal(resize(image, (oh, ow)), mx_resize(mx, image, oh, ow))
 
 
-def test_compose_resize_to_tensor_is_bit_exact_with_gluon(mx):
+@pytest.mark.parametrize("size", [96, (40, 20)])  # a pair is (width, height) in Gluon
+def test_compose_resize_to_tensor_is_bit_exact_with_gluon(mx, size):
     from mxnet.gluon.data.vision import transforms
 
     images = np.random.default_rng(3).integers(0, 256, (2, 28, 28), dtype=np.uint8)
-    ours = Compose([Resize(96), ToTensor()])(images)
-    gluon = transforms.Compose([transforms.Resize(96), transforms.ToTensor()])
+    ours = Compose([Resize(size), ToTensor()])(images)
+    gluon = transforms.Compose([transforms.Resize(size), transforms.ToTensor()])
     for image, out in zip(images, ours):
         expected = gluon(mx.nd.array(image[:, :, None], dtype="uint8")).asnumpy()
-        assert expected.dtype == out.dtype
+        assert expected.dtype == out.dtype and expected.shape == out.shape
         np.testing.assert_array_equal(out, expected)
 
 

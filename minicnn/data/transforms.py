@@ -129,16 +129,19 @@ def to_tensor(images: Any, dtype: Any = np.float32) -> Any:
 
 
 class Resize:
-    """Gluon-like callable: `Resize(224)(batch)` = `resize(batch, 224)`; size is int or (h, w)."""
+    """Gluon's `transforms.Resize`: `Resize(224)(batch)` = `resize(batch, 224)`. A pair is (width, height), in
+    Gluon's order (`resize` itself takes (height, width))."""
 
     def __init__(self, size: int | Sequence[int]) -> None:
-        self.size = _pair(size)
+        if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2:
+            size = (size[1], size[0])
+        self.size = _pair(size)  # (height, width)
 
     def __call__(self, images: Any) -> Any:
         return resize(images, self.size)
 
     def __repr__(self) -> str:
-        return f"Resize(size={self.size})"
+        return f"Resize(size=({self.size[1]}, {self.size[0]}))"
 
 
 class ToTensor:
