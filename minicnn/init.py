@@ -11,10 +11,16 @@ import numpy as np
 
 
 class Initializer:
-    """Called with a shape and a `numpy.random.Generator`; returns a float64 host array."""
+    """Called with a shape and a `numpy.random.Generator`; returns a float64 host array.
+
+    A subclass defines `__call__(shape, rng)`, or, as in Gluon, `_init_weight(self, name, data)`, which fills the
+    NDArray `data` in place (`data[:] = ...`); the parameter calls it with its name."""
 
     def __call__(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} draws nothing: define __call__(self, shape, rng) returning an array, or Gluon's "
+            "_init_weight(self, name, data) filling data in place"
+        )
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

@@ -331,3 +331,33 @@ def test_sgd_update_in_one_pass_rounds_exactly_like_the_textbook_w_minus_lr_time
             mc.Trainer([p], "sgd", {"learning_rate": 0.9}).step(256)
         results.append(p.data().asnumpy())
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_a_custom_initializer_may_fill_data_in_place_with_gluons_init_weight():
+    """The book's own custom initializer (section 4.2): `_init_weight(name, data)` gets each weight's name and an
+    NDArray to fill; biases keep their zeros."""
+    seen = []
+
+    class MyInit(init.Initializer):
+        def _init_weight(self, name, data):
+            seen.append((name, data.shape))
+            data[:] = mc.nd.random.uniform(low=-10, high=10, shape=data.shape)
+            data *= data.abs() >= 5
+
+    net = nn.Sequential()
+    net.add(nn.Dense(256, activation="relu"), nn.Dense(10))
+    net.initialize(MyInit(), force_reinit=True)
+    net(mc.nd.random.uniform(shape=(2, 20)))
+    assert seen == [(net[0].weight.name, (256, 20)), (net[1].weight.name, (10, 256))]
+    w = net[0].weight.data().asnumpy()
+    assert ((np.abs(w) >= 5) | (w == 0)).all() and (np.abs(w) <= 10).all() and (w == 0).mean() > 0.3
+    assert not net[0].bias.data().asnumpy().any()
+
+
+def test_an_initializer_that_defines_neither_way_of_drawing_says_so():
+    class Nothing(init.Initializer):
+        pass
+
+    net = nn.Dense(3, in_units=2)
+    with pytest.raises(NotImplementedError, match=r"Nothing draws nothing: define __call__.*or Gluon's _init_weight"):
+        net.initialize(Nothing())

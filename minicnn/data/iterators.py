@@ -36,8 +36,9 @@ def load_data_fashion_mnist(
     batch_size: int, resize=None, *, data_dir=None, ctx=None, seed=None, limit=None, dtype="float32", shard=(0, 1)
 ):
     """The chapter's `d2l.load_data_fashion_mnist`: (train_iter, test_iter) of Fashion-MNIST in batches of
-    `batch_size`, images resized to `resize` (an int side or, as in Gluon, (width, height); None keeps 28x28). The files are found as
-    docs/data.md says (`data_dir` or $MINICNN_DATA, else the default places; downloaded where allowed)."""
+    `batch_size`, images resized to `resize` (an int side or, as in Gluon, (width, height); None keeps 28x28).
+    The files are found as docs/data.md says (`data_dir` or $MINICNN_DATA, else the default places; downloaded
+    where allowed)."""
     download = os.environ.get("MINICNN_OFFLINE") != "1"
     data = load_fashion_mnist(data_dir, download=download)
     return loaders(data, batch_size, resize, ctx, seed, limit, dtype, shard)

@@ -74,7 +74,12 @@ class Parameter:
             self._var, self._deferred = None, (chosen, ctx)
 
     def _materialize(self, initializer, ctx: Context) -> None:
-        values = initializer(self.shape, random.parameter_generator(self.name)).astype(self.dtype)
+        if hasattr(initializer, "_init_weight"):  # Gluon's protocol: fill an NDArray in place
+            values = NDArray(np.zeros(self.shape, self.dtype))
+            initializer._init_weight(self.name, values)
+            values = values.asnumpy()
+        else:
+            values = initializer(self.shape, random.parameter_generator(self.name)).astype(self.dtype)
         self._var = NDArray(ctx.backend.asarray(values))
         self._var.attach_grad(self._grad_req)
         self._deferred = None
