@@ -41,6 +41,7 @@ def __getattr__(name: str):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")
 
+
 __all__ = [
     "Context",
     "DataError",
