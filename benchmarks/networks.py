@@ -57,6 +57,22 @@ CASES = {
 }
 LR = {"lenet": 0.9, "alexnet": 0.01, "vgg11": 0.05, "nin": 0.1, "googlenet": 0.1}
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+CORE_NAME = (  # which kernels NumPy's OpenBLAS picked for this CPU (it reads OPENBLAS_CORETYPE when it loads)
+    "import ctypes, numpy\n"
+    "path = next(line.split()[-1] for line in open('/proc/self/maps') if 'openblas' in line)\n"
+    "lib = ctypes.CDLL(path)\n"
+    "for name in ('scipy_openblas_get_corename64_', 'openblas_get_corename64_', 'openblas_get_corename'):\n"
+    "    if hasattr(lib, name):\n"
+    "        getattr(lib, name).restype = ctypes.c_char_p\n"
+    "        print(getattr(lib, name)().decode())\n"
+    "        break\n"
+)
+
+
+def openblas_kernels(python) -> str:
+    """'SkylakeX' or 'Haswell' ...: the kernels the OpenBLAS of `python`'s NumPy runs, in this environment."""
+    core = subprocess.run([str(python), "-c", CORE_NAME], capture_output=True, text=True, check=False, env=LAUNCH_ENV)
+    return core.stdout.strip() or "?"
 
 
 def peak_rss_mib() -> float:
@@ -436,6 +452,11 @@ def main() -> None:
         f"minicnn: {versions(args.minicnn_python, ('numpy', 'numba'))}; "
         f"MXNet: {versions(args.mxnet_python, ('mxnet', 'numpy'))}"
         + (f"; PyTorch: {versions(args.torch_python, ('torch',))}" if "torch" in frameworks else "")
+    )
+    blas = {k: LAUNCH_ENV.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    print(
+        f"# OpenBLAS kernels: minicnn's {openblas_kernels(args.minicnn_python)}, MXNet's NumPy's "
+        f"{openblas_kernels(args.mxnet_python)} (" + ", ".join(f"{k}={v}" for k, v in blas.items()) + ")"
     )
     rounds = max(1, args.rounds)
     print(

@@ -28,18 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from networks import cpu_model, openblas_kernels  # benchmarks/ is this script's directory, first on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENTS = {"current": ROOT / ".venv/bin/python", "MXNet env": ROOT / ".venv-ref/bin/python"}
-CORE_NAME = (  # which kernels OpenBLAS picked for this CPU (it reads OPENBLAS_CORETYPE when it loads)
-    "import ctypes, numpy\n"
-    "path = next(line.split()[-1] for line in open('/proc/self/maps') if 'openblas' in line)\n"
-    "lib = ctypes.CDLL(path)\n"
-    "for name in ('scipy_openblas_get_corename64_', 'openblas_get_corename64_', 'openblas_get_corename'):\n"
-    "    if hasattr(lib, name):\n"
-    "        getattr(lib, name).restype = ctypes.c_char_p\n"
-    "        print(getattr(lib, name)().decode())\n"
-    "        break\n"
-)
 FORMS = ("numpy first", "minicnn first", "python -m minicnn", "Jupyter kernel")
 EPOCH = re.compile(r"epoch (\d+), .* time ([\d.]+) sec")
 
@@ -150,13 +142,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--no-first-run", action="store_true", help="skip the runs on an empty kernel cache")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from networks import cpu_model
-
-    print(f"# {cpu_model()}, {os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}")
+    blas = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
+    print(f"# {cpu_model()}, {os.cpu_count()} cores; {blas}")
     for env, python in ENVIRONMENTS.items():
-        core = subprocess.run([str(python), "-c", CORE_NAME], capture_output=True, text=True, check=False)
-        print(f"# {env}: OpenBLAS runs its {core.stdout.strip() or '?'} kernels")
+        print(f"# {env}: OpenBLAS runs its {openblas_kernels(python)} kernels")
     cells: dict = {}
     for _ in range(args.rounds):
         for env, python in ENVIRONMENTS.items():
