@@ -69,9 +69,12 @@ CORE_NAME = (  # which kernels NumPy's OpenBLAS picked for this CPU (it reads OP
 )
 
 
-def openblas_kernels(python) -> str:
-    """'SkylakeX' or 'Haswell' ...: the kernels the OpenBLAS of `python`'s NumPy runs, in this environment."""
-    core = subprocess.run([str(python), "-c", CORE_NAME], capture_output=True, text=True, check=False, env=LAUNCH_ENV)
+def openblas_kernels(python, env: dict | None = None) -> str:
+    """'SkylakeX' or 'Haswell' ...: the kernels the OpenBLAS of `python`'s NumPy runs, in `env` (default: the one
+    this process was given)."""
+    core = subprocess.run(
+        [str(python), "-c", CORE_NAME], capture_output=True, text=True, check=False, env=env or LAUNCH_ENV
+    )
     return core.stdout.strip() or "?"
 
 
@@ -351,6 +354,8 @@ def launch(framework: str, python: str, case: str, args) -> dict | None:
     if args.resize:
         cmd += ["--resize", str(args.resize)]
     env = dict(LAUNCH_ENV, PYTHONPATH=str(ROOT), **dict.fromkeys(THREAD_VARS, str(args.threads)))
+    if framework.startswith("minicnn"):
+        env = minicnn_env(env, args)
     print(f"  running {case} in {framework} ...", file=sys.stderr, flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     for line in out.stdout.splitlines():
@@ -359,6 +364,12 @@ def launch(framework: str, python: str, case: str, args) -> dict | None:
     tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
     print(f"  {framework} {case}: failed ({' | '.join(tail)})", file=sys.stderr)
     return None
+
+
+def minicnn_env(env: dict, args) -> dict:
+    """env without the variables --minicnn-unset names: minicnn's workers only."""
+    drop = {v.strip() for v in (args.minicnn_unset or "").split(",") if v.strip()}
+    return {k: v for k, v in env.items() if k not in drop}
 
 
 def importable(python: str, module: str) -> bool:
@@ -430,6 +441,11 @@ def main() -> None:
         help="what minicnn's worker imports first: numpy, as a user's script or notebook does (default), or minicnn, "
         "as python -m minicnn does",
     )  # fmt: skip
+    p.add_argument(
+        "--minicnn-unset", metavar="VAR,VAR",
+        help="variables minicnn's workers run without, e.g. OPENBLAS_CORETYPE,OPENBLAS_L2_SIZE: a machine whose "
+        "environment names an OpenBLAS core for an older OpenBLAS (MXNet's) lets the current one choose its own",
+    )  # fmt: skip
     p.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -453,10 +469,14 @@ def main() -> None:
         f"MXNet: {versions(args.mxnet_python, ('mxnet', 'numpy'))}"
         + (f"; PyTorch: {versions(args.torch_python, ('torch',))}" if "torch" in frameworks else "")
     )
-    blas = {k: LAUNCH_ENV.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    blas_vars = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    ours = minicnn_env(LAUNCH_ENV, args)
     print(
-        f"# OpenBLAS kernels: minicnn's {openblas_kernels(args.minicnn_python)}, MXNet's NumPy's "
-        f"{openblas_kernels(args.mxnet_python)} (" + ", ".join(f"{k}={v}" for k, v in blas.items()) + ")"
+        f"# OpenBLAS kernels: minicnn's {openblas_kernels(args.minicnn_python, ours)} ("
+        + ", ".join(f"{k}={ours.get(k, 'unset')}" for k in blas_vars)
+        + f"), MXNet's NumPy's {openblas_kernels(args.mxnet_python)} ("
+        + ", ".join(f"{k}={LAUNCH_ENV.get(k, 'unset')}" for k in blas_vars)
+        + ")"
     )
     rounds = max(1, args.rounds)
     print(
