@@ -384,12 +384,14 @@ class NDArray:
         self.data[_index(key)] = value.data if isinstance(value, NDArray) else value
 
     def _in_place(self, other, ufunc, sign: str) -> NDArray:
-        """x += y and the like: x's own values change (its dtype kept) and a parameter keeps its gradient. Inside
-        autograd.record() only where neither side takes part in the graph, as in MXNet."""
-        if is_recording() and (self._needs_grad() or (isinstance(other, NDArray) and other._needs_grad())):
+        """x += y and the like: x's own values change (its dtype kept) and a parameter keeps its gradient; outside
+        autograd.record() only (the graph may hold x for backward), as in MXNet."""
+        if is_recording():
             raise RuntimeError(
-                f"x {sign}= y inside autograd.record() would change values that backward needs; write x = x {sign} y"
+                f"x {sign}= y inside autograd.record() would change values that backward may need; write x = x {sign} y"
             )
+        if not getattr(getattr(self.data, "flags", None), "writeable", True):
+            raise ValueError(f"x {sign}= y: x is read-only (a dataset's own images?); take x.copy() first")
         try:
             ufunc(self.data, _raw(other), out=self.data, casting="unsafe")
         except ValueError:
@@ -613,7 +615,7 @@ class Transpose(Function):
         except ValueError:
             raise ValueError(f"transpose: axes {self.axes} do not permute the {x.ndim} axes of {x.shape}") from None
         self.inverse = None if self.axes is None else tuple(np.argsort([a % x.ndim for a in self.axes]))
-        return y
+        return y.copy()  # a new array, as MXNet's: `t = x.T; t += 1` leaves x alone
 
     def backward(self, gy):
         return gy.transpose(self.inverse)
@@ -689,7 +691,10 @@ class GetItem(Function):
 
     def forward(self, x):
         self.x_shape, self.dtype = x.shape, x.dtype
-        return x[self.key]
+        y = x[self.key]
+        # As in MXNet, x[i] and x[a:b] along the first axis share x's memory (`x[0][:] = 1` writes into x); any
+        # other selection is a new array, so that `s = x[:, 1]; s += 1` leaves x alone.
+        return y if _first_axis_view(self.key) else y.copy()
 
     def backward(self, gy):
         xp = backend.of(gy).xp
@@ -708,6 +713,14 @@ def _index(key):
         return key
     raw = tuple(k.data.astype(np.int64) if isinstance(k, NDArray) and k.dtype.kind == "f" else _raw(k) for k in parts)
     return raw if isinstance(key, tuple) else raw[0]
+
+
+def _first_axis_view(key) -> bool:
+    """Whether `key` is an integer or a step-1 slice on the first axis alone (MXNet's views)."""
+    key = key[0] if isinstance(key, tuple) and len(key) == 1 else key
+    if isinstance(key, slice):
+        return key.step in (None, 1)
+    return isinstance(key, (int, np.integer)) and not isinstance(key, bool)
 
 
 def _basic_index(key) -> bool:

@@ -207,10 +207,9 @@ def make_loaders(data, settings: dict, ctx, seed, limit=None, shard=(0, 1)):
 
 def _load_data(args, data_dir=None, quiet: bool = False):
     """The four Fashion-MNIST arrays; `quiet`: without the warnings and the download bar on stderr."""
-    from .data import load_fashion_mnist
+    from .data.fashion_mnist import downloads_allowed, load_fashion_mnist
 
-    # MINICNN_OFFLINE=1: never try the download mirrors (tests, air-gapped machines)
-    download = os.environ.get("MINICNN_OFFLINE") != "1"
+    download = downloads_allowed()
     with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
         return load_fashion_mnist(data_dir or args.data_dir, download=download, progress=not quiet)
 

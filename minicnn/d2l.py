@@ -40,4 +40,6 @@ class NDArrayBatches:
         return len(self.loader)
 
     def __getattr__(self, name: str):
+        if name == "loader":  # not set yet (copy, pickle): no endless lookup
+            raise AttributeError(name)
         return getattr(self.loader, name)

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from . import random
 from .autograd import NDArray
 from .data import loader, transforms
-from .data.fashion_mnist import load_fashion_mnist
+from .data.fashion_mnist import downloads_allowed, load_fashion_mnist
 
 
 def _host(x) -> Any:
@@ -129,7 +130,7 @@ class FashionMNIST(ArrayDataset):
     def __init__(self, root: str | None = None, train: bool = True, transform: Callable | None = None):
         default = os.path.join("~", ".mxnet", "datasets", "fashion-mnist")
         named = None if root is None or os.path.expanduser(root) == os.path.expanduser(default) else root
-        data = load_fashion_mnist(named, download=os.environ.get("MINICNN_OFFLINE") != "1")
+        data = load_fashion_mnist(named, download=downloads_allowed())
         images, labels = (data[0], data[1]) if train else (data[2], data[3])
         super().__init__(images[..., None], labels.astype(np.int32))
         self.planes = images  # (N, 28, 28), what the batch path gathers from
@@ -138,7 +139,7 @@ class FashionMNIST(ArrayDataset):
     def __getitem__(self, i):
         image, label = self.arrays[0][i], self.arrays[1][i]
         if self.transform is not None:
-            return self.transform(image, label)
+            return self.transform(NDArray(image), label)
         return NDArray(image), label
 
 
@@ -150,8 +151,10 @@ class _TransformFirst(Dataset):
         return len(self.base)
 
     def __getitem__(self, i):
-        first, *rest = self.base[i]
-        return (self.fn(first), *rest)
+        item = self.base[i]
+        if not isinstance(item, tuple):  # a dataset of single arrays: the item is the first element
+            return self.fn(item)
+        return (self.fn(item[0]), *item[1:])
 
 
 # ---- the loader ------------------------------------------------------------------------------------------------
@@ -170,16 +173,22 @@ class DataLoader:
         batch_sampler=None,
         batchify_fn=None,
         num_workers: int = 0,
-        **ignored: Any,
-    ):
-        if batch_size is None or sampler is not None or batch_sampler is not None or batchify_fn is not None:
+        pin_memory: bool = False,
+        pin_device_id: int = 0,
+        prefetch: int | None = None,
+        thread_pool: bool = False,
+        timeout: int = 120,
+        try_nopython: bool | None = None,
+    ):  # num_workers to try_nopython: Gluon's ways to make batches faster, taken and ignored
+        if sampler is not None or batch_sampler is not None or batchify_fn is not None:
             raise ValueError("DataLoader: give batch_size (and shuffle); samplers and batchify_fn are not taken")
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
         if last_batch not in (None, "keep", "discard"):
             raise ValueError(f"DataLoader: last_batch must be 'keep' or 'discard', got {last_batch!r}")
         self.dataset, self.batch_size, self.shuffle = dataset, int(batch_size), bool(shuffle)
         self.discard = last_batch == "discard"
         self._planes = self._batch_path(dataset)
-        self._rng = np.random.default_rng()
 
     @staticmethod
     def _batch_path(dataset):
@@ -187,36 +196,35 @@ class DataLoader:
         base, fn = (dataset.base, dataset.fn) if isinstance(dataset, _TransformFirst) else (dataset, None)
         if not isinstance(base, FashionMNIST) or base.transform is not None:
             return None
-        if fn is not None and not all(hasattr(s, "on_planes") for s in getattr(fn, "steps", [fn])):
+        steps = getattr(fn, "steps", [fn]) if fn is not None else []
+        if not all(hasattr(s, "on_planes") for s in steps):
             return None
-        return base, fn
+        if steps and isinstance(steps[-1], ToTensor):
+            return base, fn.on_planes
+        # uint8 images keep Gluon's (H, W, C) layout: the channel axis goes last
+        return base, (lambda x: fn.on_planes(x)[..., None]) if fn is not None else (lambda x: x[..., None])
 
     def __len__(self) -> int:
         n = len(self.dataset)
         return n // self.batch_size if self.discard else math.ceil(n / self.batch_size)
 
     def __iter__(self):
+        rng = random.generator("cpu")  # minicnn.random.seed(...) makes the orders repeatable
         if self._planes is not None:
             base, fn = self._planes
-            batches = loader.DataLoader(
-                base.planes,
-                base.arrays[1],
-                self.batch_size,
-                self.shuffle,
-                seed=int(self._rng.integers(2**63)),
-                transform=fn.on_planes if fn else lambda x: x[..., None],
-            )
+            seed = int(rng.integers(2**63)) if self.shuffle else None
+            batches = loader.DataLoader(base.planes, base.arrays[1], self.batch_size, self.shuffle, seed, fn)
             for k, (X, y) in enumerate(batches):
                 if k == len(self):
                     return
-                yield NDArray(X), NDArray(y)
+                yield [NDArray(X), NDArray(y)]  # a list, as Gluon's batchify makes it
             return
-        order = self._rng.permutation(len(self.dataset)) if self.shuffle else np.arange(len(self.dataset))
+        order = rng.permutation(len(self.dataset)) if self.shuffle else np.arange(len(self.dataset))
         for k in range(len(self)):
             samples = [self.dataset[int(i)] for i in order[k * self.batch_size : (k + 1) * self.batch_size]]
             columns = zip(*samples) if isinstance(samples[0], tuple) else [samples]
             parts = [NDArray(np.stack([np.asarray(_host(v)) for v in column])) for column in columns]
-            yield tuple(parts) if len(parts) > 1 else parts[0]
+            yield parts if len(parts) > 1 else parts[0]
 
 
 vision = SimpleNamespace(

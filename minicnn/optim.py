@@ -13,6 +13,8 @@ take on the whole batch. Outside mpiexec it is the same as the default.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import distributed
 from .fast import cpu_sgd, dispatch
 from .nn.parameter import Parameter, ParameterDict
@@ -72,7 +74,17 @@ class Trainer:
         """With kvstore='dist_sync': replace every gradient by its sum over the ranks; otherwise nothing."""
         if self.distributed:
             self._share_initialized()
-            distributed.allreduce([p.grad().data for p in self._trained()])
+            trained = self._trained()
+            # A gradient counts as fresh where any rank's backward wrote it, so every rank decides alike in update();
+            # a rank whose forward pass left a parameter out adds zeros for it, not its old gradient.
+            fresh = np.array([p.data()._fresh_grad for p in trained], dtype=np.float64)
+            for p, f in zip(trained, fresh):
+                if not f:
+                    p.grad().data[...] = 0
+            distributed.allreduce([fresh])
+            distributed.allreduce([p.grad().data for p in trained])
+            for p, f in zip(trained, fresh):
+                p.data()._fresh_grad = bool(f)
 
     def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
         """The SGD update of every parameter with the gradients as they are, divided by batch_size.

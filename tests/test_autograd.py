@@ -197,8 +197,31 @@ def test_in_place_operators_change_the_array_itself_and_keep_its_gradient():
     assert w.grad.asnumpy().tolist() == [3.0, 3.0]
     with autograd.record(), pytest.raises(RuntimeError, match=r"x \+= y inside autograd.record"):
         w += 1
+    x = mc.array(np.array([3.0, 4.0]))  # no gradient of its own, but the graph keeps it for w's
+    with autograd.record():
+        loss = (w * x).sum()
+        with pytest.raises(RuntimeError, match=r"x \*= y inside autograd.record"):
+            x *= 2
+    loss.backward()
+    assert w.grad.asnumpy().tolist() == [3.0, 4.0]
+    frozen = mc.array(np.zeros(2))
+    frozen.data.flags.writeable = False
+    with pytest.raises(ValueError, match=r"x is read-only .*take x.copy\(\) first"):
+        frozen += 1
     with pytest.raises(ValueError, match=r"y's shape \(3,\) does not broadcast to x's \(2,\)"):
         w += mc.array(np.ones(3))
+
+
+def test_first_axis_items_and_slices_share_memory_and_every_other_selection_is_a_copy_as_in_mxnet():
+    x = mc.array(np.zeros((3, 4)))
+    row, rows = x[1], x[0:2]
+    row += 1
+    rows[:] = rows + 2
+    column, corner, t = x[:, 1], x[1:, 1:], x.T
+    column += 10
+    corner += 10
+    t += 10
+    assert x.asnumpy().tolist() == [[2, 2, 2, 2], [3, 3, 3, 3], [0, 0, 0, 0]]
 
 
 def test_copyto_copies_to_a_device_or_into_an_array_and_float_index_arrays_index():

@@ -9,6 +9,7 @@ bit-identical to an uninterrupted one of the same number of processes. The rest 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -195,6 +196,57 @@ def test_a_users_script_with_kvstore_dist_sync_trains_as_one_process_with_dropou
         assert r.returncode == 0, r.stderr
     one, two = dict(np.load(tmp_path / "1.npz")), dict(np.load(tmp_path / "2.npz"))
     assert_close_to_one_process(one, two)
+
+
+STALE_SCRIPT = """
+import json
+import numpy as np
+import minicnn as mc
+from minicnn import distributed
+
+rank = distributed.rank()
+a, b = mc.nn.Parameter("a", (2,)), mc.nn.Parameter("b", (2,))
+for p, v in ((a, [1.0, 2.0]), (b, [3.0, 4.0])):
+    p.initialize()
+    p.set_data(np.array(v))
+trainer = mc.Trainer([a, b], "sgd", {"learning_rate": 0.5, "momentum": 0.9}, kvstore="dist_sync")
+x = mc.nd.array([1.0, -1.0])
+
+def backward(used):
+    with mc.autograd.record():
+        loss = sum((p.data() * x).sum() for p in used)
+    loss.backward()
+
+backward([a, b])
+trainer.step(2)
+after_one = b.data().asnumpy().tolist()
+backward([a, b] if rank == 0 else [a])  # b's gradient comes from rank 0 alone
+trainer.step(2, ignore_stale_grad=True)
+backward([a])  # no rank reached b
+try:
+    trainer.step(2)
+    status = "stepped"
+except UserWarning:
+    status = "refused"
+print("RESULT " + json.dumps([status, after_one, a.data().asnumpy().tolist(), b.data().asnumpy().tolist()]))
+"""
+
+
+@needs_mpi
+def test_ranks_agree_on_stale_gradients_a_rank_without_one_adds_zeros_and_all_refuse_together():
+    r = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", STALE_SCRIPT],
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    results = [json.loads(line[7:]) for line in r.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(results) == 2 and results[0] == results[1], results  # the same values and decision on each rank
+    status, after_one, _, b = results[0]
+    assert status == "refused"
+    # the second step's gradient for b is x from rank 0 plus zeros, over the batch of 2: v = 0.9 v - 0.5 x / 2
+    v1 = [-0.5 * 2 * xi / 2 for xi in (1.0, -1.0)]
+    expected = [w + 0.9 * v + (-0.5 * xi / 2) for w, v, xi in zip(after_one, v1, (1.0, -1.0))]
+    np.testing.assert_allclose(b, expected, rtol=1e-6)  # float32 parameters
 
 
 @needs_mpi

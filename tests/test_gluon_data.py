@@ -17,7 +17,10 @@ T = gdata.vision.transforms
 
 
 def batches(loader):
-    return [tuple(part.asnumpy() for part in batch) for batch in loader]
+    """Each batch as a tuple of NumPy arrays (a dataset of single arrays gives a batch that is one NDArray)."""
+    return [
+        tuple(part.asnumpy() for part in (batch if isinstance(batch, (tuple, list)) else (batch,))) for batch in loader
+    ]
 
 
 def assert_same_batches(ours, theirs):
@@ -65,7 +68,7 @@ def test_the_batch_path_over_fashion_mnist_gives_the_sample_by_sample_bits(tiny_
     image, label = mnist[3]
     assert (image.shape, image.dtype, type(label)) == ((28, 28, 1), np.uint8, np.int32)
     samples = gdata.ArrayDataset(*mnist.arrays)  # the same arrays, through __getitem__ and np.stack
-    for fn in (T.Compose([T.Resize((30, 20)), T.ToTensor()]), T.ToTensor(), None):
+    for fn in (T.Compose([T.Resize((30, 20)), T.ToTensor()]), T.ToTensor(), T.Resize(14), None):
         wrap = (lambda d: d.transform_first(fn)) if fn else (lambda d: d)  # noqa: B023
         fast = gdata.DataLoader(wrap(mnist), 64, last_batch=last_batch)
         assert fast._planes is not None  # took the batch path
@@ -85,6 +88,24 @@ def test_a_shuffling_loader_draws_a_new_order_every_epoch_and_keeps_pairs_togeth
     assert any((a[1] != b[1]).any() for a, b in zip(*epochs))
 
 
+def test_minicnn_random_seed_repeats_the_shuffled_orders_on_both_paths(tiny_fashion_dir):
+    mnist = gdata.vision.FashionMNIST(root=str(tiny_fashion_dir), train=False)
+    for dataset in (mnist, gdata.ArrayDataset(*mnist.arrays)):
+        runs = []
+        for _ in range(2):
+            mc.random.seed(11)
+            loader = gdata.DataLoader(dataset, 50, shuffle=True)
+            runs.append([y for _ in range(2) for _, y in batches(loader)])
+        assert all((a == b).all() for a, b in zip(*runs))
+
+
+def test_transform_first_on_a_dataset_of_single_arrays_transforms_the_whole_item():
+    images = np.arange(32, dtype=np.uint8).reshape(2, 4, 4, 1)
+    loader = gdata.DataLoader(gdata.ArrayDataset(images).transform_first(T.ToTensor()), 2)
+    ((X,),) = batches(loader)
+    np.testing.assert_array_equal(X, images.transpose(0, 3, 1, 2) / np.float32(255))
+
+
 def test_data_api_options_minicnn_lacks_are_refused_in_one_line():
     with pytest.raises(ValueError, match="last_batch must be 'keep' or 'discard', got 'rollover'"):
         gdata.DataLoader(gdata.ArrayDataset(np.zeros(3)), 2, last_batch="rollover")
@@ -94,6 +115,10 @@ def test_data_api_options_minicnn_lacks_are_refused_in_one_line():
         T.Resize(4)(np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError, match="ArrayDataset needs arrays of one length"):
         gdata.ArrayDataset(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        gdata.DataLoader(gdata.ArrayDataset(np.zeros(3)), 0)
+    with pytest.raises(TypeError, match="shufle"):
+        gdata.DataLoader(gdata.ArrayDataset(np.zeros(3)), 2, shufle=True)
 
 
 # ---- against Gluon ---------------------------------------------------------------------------------------------

@@ -347,7 +347,8 @@ def test_a_custom_initializer_may_fill_data_in_place_with_gluons_init_weight():
     net = nn.Sequential()
     net.add(nn.Dense(256, activation="relu"), nn.Dense(10))
     net.initialize(MyInit(), force_reinit=True)
-    net(mc.nd.random.uniform(shape=(2, 20)))
+    with autograd.record():  # the shapes are known at the first forward pass, here inside record()
+        net(mc.nd.random.uniform(shape=(2, 20)))
     assert seen == [(net[0].weight.name, (256, 20)), (net[1].weight.name, (10, 256))]
     w = net[0].weight.data().asnumpy()
     assert ((np.abs(w) >= 5) | (w == 0)).all() and (np.abs(w) <= 10).all() and (w == 0).mean() > 0.3

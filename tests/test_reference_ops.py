@@ -550,6 +550,10 @@ def test_in_place_operators_snapshots_copies_and_float_indices_behave_as_in_mxne
         copy[:] = 0
         picked = x[nd.array(np.array([2, 0]))]
         pairs = x[nd.array(np.array([0, 2])), nd.array(np.array([3, 1]))]
+        views = [x[1], x[0:2]]  # MXNet's views: they write into x
+        copies = [x[:, 1], x[1:, 2:], x.T, x[nd.array(np.array([0]))]]  # new arrays: x stays
+        for v in views + copies:
+            v += 100
         results[lib.__name__] = [*seen, w.asnumpy(), x.asnumpy(), picked.asnumpy(), pairs.asnumpy()]
     for ours, theirs in zip(results["minicnn"], results["mxnet"]):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6)

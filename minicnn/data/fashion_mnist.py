@@ -448,6 +448,11 @@ def _download_or_fail(
 _cache: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
+def downloads_allowed() -> bool:
+    """Whether a missing file may be downloaded: not with MINICNN_OFFLINE=1 (tests, air-gapped machines)."""
+    return os.environ.get("MINICNN_OFFLINE") != "1"
+
+
 def load_fashion_mnist(
     data_dir: str | os.PathLike | None = None, download: bool = True, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -10,9 +10,7 @@ the whole run; only one transformed batch exists at a time.
 
 from __future__ import annotations
 
-import os
-
-from minicnn.data.fashion_mnist import load_fashion_mnist
+from minicnn.data.fashion_mnist import downloads_allowed, load_fashion_mnist
 from minicnn.data.loader import DataLoader
 from minicnn.data.transforms import Compose, Resize, ToTensor
 
@@ -39,6 +37,5 @@ def load_data_fashion_mnist(
     `batch_size`, images resized to `resize` (an int side or, as in Gluon, (width, height); None keeps 28x28).
     The files are found as docs/data.md says (`data_dir` or $MINICNN_DATA, else the default places; downloaded
     where allowed)."""
-    download = os.environ.get("MINICNN_OFFLINE") != "1"
-    data = load_fashion_mnist(data_dir, download=download)
+    data = load_fashion_mnist(data_dir, download=downloads_allowed())
     return loaders(data, batch_size, resize, ctx, seed, limit, dtype, shard)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import init as _init
 from .. import random
-from ..autograd import NDArray
+from ..autograd import NDArray, pause
 from ..device import Context, cpu, one_context
 
 GRAD_REQS = ("write", "add", "null")
@@ -76,7 +76,8 @@ class Parameter:
     def _materialize(self, initializer, ctx: Context) -> None:
         if hasattr(initializer, "_init_weight"):  # Gluon's protocol: fill an NDArray in place
             values = NDArray(np.zeros(self.shape, self.dtype))
-            initializer._init_weight(self.name, values)
+            with pause():  # deferred initialisation may run inside record(), where data[:] = ... is refused
+                initializer._init_weight(self.name, values)
             values = values.asnumpy()
         else:
             values = initializer(self.shape, random.parameter_generator(self.name)).astype(self.dtype)
