@@ -209,7 +209,7 @@ class DataLoader:
         return n // self.batch_size if self.discard else math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        rng = random.generator("cpu")  # minicnn.random.seed(...) makes the orders repeatable
+        rng = random.host_generator()  # minicnn.random.seed(...) makes the orders repeatable
         if self._planes is not None:
             base, fn = self._planes
             seed = int(rng.integers(2**63)) if self.shuffle else None

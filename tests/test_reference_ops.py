@@ -468,6 +468,13 @@ def test_flatten_output_and_gradient_match_mxnet(shape, seed):
         ("transpose(axes)", lambda x: x.transpose((1, 2, 0)), lambda x: x.transpose((1, 2, 0)), [(2, 3, 4)]),
         ("transpose(-1, 0, 1)", lambda x: x.transpose(-1, 0, 1), lambda x: x.transpose((2, 0, 1)), [(2, 3, 4)]),
         ("transpose(axes=)", lambda x: x.transpose(axes=(2, 0, 1)), lambda x: x.transpose(axes=(2, 0, 1)), [(2, 3, 4)]),
+        ("nd.relu", lambda x: mc.nd.relu(x), lambda x: mx.nd.relu(x), [(3, 4)]),  # noqa: PLW0108
+        ("nd.sigmoid", lambda x: mc.nd.sigmoid(x), lambda x: mx.nd.sigmoid(x), [(3, 4)]),  # noqa: PLW0108
+        ("nd.exp", lambda x: mc.nd.exp(x), lambda x: mx.nd.exp(x), [(3, 4)]),  # noqa: PLW0108
+        ("nd.log", lambda x: mc.nd.log(x * x + 0.5), lambda x: mx.nd.log(x * x + 0.5), [(3, 4)]),
+        ("nd.sum(axis=1)", lambda x: mc.nd.sum(x, axis=1), lambda x: mx.nd.sum(x, axis=1), [(3, 4)]),
+        ("nd.mean keepdims", lambda x: mc.nd.mean(x, 0, True), lambda x: mx.nd.mean(x, 0, True), [(3, 4)]),
+        ("nd.flatten", lambda x: mc.nd.flatten(x), lambda x: mx.nd.flatten(x), [(2, 3, 4)]),  # noqa: PLW0108
     ],
 )
 def test_ndarray_arithmetic_and_shape_methods_match_mxnet(name, ours, theirs, shapes):
@@ -504,6 +511,23 @@ def test_comparisons_and_argmax_match_mxnets_values_and_dtype(dtype):
         theirs = f(mx.nd.array(a, dtype=dtype), mx.nd.array(b, dtype=dtype)).asnumpy()
         assert ours.dtype == theirs.dtype, f"{name}: {ours.dtype} != MXNet's {theirs.dtype}"
         np.testing.assert_array_equal(ours, theirs, err_msg=name)
+
+
+def test_nd_constructors_match_mxnets_values_shapes_and_dtypes():
+    x = np.arange(6, dtype=np.float64).reshape(2, 3)
+    cases = [
+        ("arange(5)", lambda nd: nd.arange(5)),
+        ("arange(1, 4, 0.5, repeat=2)", lambda nd: nd.arange(1, 4, 0.5, repeat=2)),
+        ("full", lambda nd: nd.full((2, 3), 7)),
+        ("full int32", lambda nd: nd.full((2,), 3, dtype="int32")),
+        ("zeros_like", lambda nd: nd.zeros_like(nd.array(x, dtype="float64"))),
+        ("ones_like", lambda nd: nd.ones_like(nd.array(x))),
+    ]
+    for name, make in cases:
+        ours, theirs = make(mc.nd).asnumpy(), make(mx.nd).asnumpy()
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
+    mc.nd.waitall()
 
 
 def test_layers_and_the_loss_take_gluons_arguments_in_gluons_order():

@@ -33,6 +33,13 @@ def gpu_backend() -> ModuleType:
     return _gpu
 
 
+def synchronize_all() -> None:
+    """Wait for every backend in use to finish its work (the GPU's only if it was loaded)."""
+    cpu.synchronize()
+    if _gpu is not None:
+        _gpu.synchronize()
+
+
 def of(a) -> ModuleType:
     """The backend that owns array `a` (NumPy -> cpu, CuPy -> gpu)."""
     if isinstance(a, np.ndarray) or np.isscalar(a):
